@@ -7,6 +7,7 @@
 //! with virtual time.
 #![forbid(unsafe_code)]
 
+pub mod control;
 pub mod time;
 pub mod wire;
 pub mod iface;

@@ -1,1 +1,107 @@
-fn main() {}
+//! `ustackd`: the ustack daemon. Owns a TAP device and runs the protocol stack on it.
+
+mod args;
+mod control_server;
+mod driver;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use nix::sys::signal::{self, SigHandler, SigSet, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use tapdev::fault::{FaultConfig, FaultInjector};
+use tapdev::pcap::PcapWriter;
+use tapdev::tap::TapDevice;
+use tapdev::Device;
+use ustack::iface::{Interface, InterfaceConfig};
+use ustack::time::Instant;
+use ustack::wire::ethernet::EthernetAddress;
+
+use crate::args::Args;
+use crate::control_server::ControlServer;
+use crate::driver::{Clock, Driver, FIRST_CLIENT_TOKEN};
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("ustackd: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: Args) -> Result<(), String> {
+    // Signals arrive through a signalfd in the event loop; block them before any thread starts
+    // so none is delivered asynchronously. SIGPIPE is ignored: a client that went away shows up
+    // as EPIPE on the write, which we handle.
+    let mut mask = SigSet::empty();
+    mask.add(Signal::SIGINT);
+    mask.add(Signal::SIGTERM);
+    mask.thread_block().map_err(|e| format!("blocking signals: {e}"))?;
+    // SAFETY: installing SIG_IGN runs no Rust code in signal context.
+    unsafe { signal::signal(Signal::SIGPIPE, SigHandler::SigIgn) }
+        .map_err(|e| format!("ignoring SIGPIPE: {e}"))?;
+    let signals = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
+        .map_err(|e| format!("signalfd: {e}"))?;
+
+    let clock = Clock::new();
+    let tap = TapDevice::open(&args.tap).map_err(|e| e.to_string())?;
+    let device_fd = std::os::fd::AsRawFd::as_raw_fd(&tap);
+    let mut device: Box<dyn Device> = Box::new(tap);
+    if let Some(spec) = &args.faults {
+        let config: FaultConfig = spec.parse().map_err(|e| format!("--faults: {e}"))?;
+        device = Box::new(FaultInjector::new(device, config));
+    }
+    if let Some(path) = &args.pcap {
+        let wallclock_at_epoch = std::time::SystemTime::now() - clock.now();
+        let mut writer = PcapWriter::new(device, path, wallclock_at_epoch)
+            .map_err(|e| format!("--pcap {}: {e}", path.display()))?;
+        if let Some(max_bytes) = args.pcap_max_bytes {
+            writer.set_rotation(max_bytes, args.pcap_files);
+        }
+        device = Box::new(writer);
+    }
+
+    let (addr, prefix_len) = args.addr;
+    let mac = args.mac.unwrap_or_else(random_local_mac);
+    let config = InterfaceConfig {
+        mac,
+        addr,
+        prefix_len,
+        gateway: args.gateway,
+        mtu: usize::from(args.mtu),
+    };
+    let iface = Interface::new(config, Instant::from_duration(clock.now()));
+    let control = ControlServer::bind(&args.socket, FIRST_CLIENT_TOKEN)
+        .map_err(|e| format!("control socket {}: {e}", args.socket.display()))?;
+    eprintln!(
+        "ustackd: {addr}/{prefix_len} on {} (mac {mac}), control socket {}",
+        args.tap,
+        args.socket.display()
+    );
+    let driver = Driver {
+        device,
+        device_fd,
+        iface,
+        control,
+        signals,
+        clock,
+    };
+    driver.run().map_err(|e| e.to_string())
+}
+
+/// A random unicast, locally administered MAC (the 0x02 bit set, the 0x01 bit clear).
+fn random_local_mac() -> EthernetAddress {
+    let mut bytes: [u8; 6] = rand::random();
+    bytes[0] = (bytes[0] & 0xfc) | 0x02;
+    EthernetAddress(bytes)
+}

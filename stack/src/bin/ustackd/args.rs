@@ -1,0 +1,96 @@
+//! Command-line flags of `ustackd`.
+
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+
+use clap::Parser;
+use ustack::control::DEFAULT_SOCKET_PATH;
+
+const AFTER_HELP: &str = "\
+Example (the namespace and TAP come from `scripts/netns.sh up`):
+  ip netns exec ustack ustackd --tap tap0 --addr 10.77.0.2/24 --gateway 10.77.0.1
+
+The control socket is where programs under libsockshim.so and the `ustack` CLI reach the
+daemon. Default: /run/ustack/ustackd.sock; USTACK_SOCKET overrides it for both sides.
+Logs go to stderr; RUST_LOG=ustack=debug shows the protocol layers.";
+
+/// The ustack daemon: a user-space TCP/IP stack on a TAP device.
+#[derive(Debug, Parser)]
+#[command(name = "ustackd", version, about, after_help = AFTER_HELP)]
+pub struct Args {
+    /// Name of an existing persistent TAP device (created by `scripts/netns.sh up`).
+    #[arg(long, value_name = "NAME")]
+    pub tap: String,
+
+    /// The stack's own IPv4 address and prefix on the TAP link.
+    #[arg(long, value_name = "ADDR/PREFIX", value_parser = parse_cidr)]
+    pub addr: (Ipv4Addr, u8),
+
+    /// Default gateway (must be on the link); without it only on-link hosts are reachable.
+    #[arg(long, value_name = "ADDR")]
+    pub gateway: Option<Ipv4Addr>,
+
+    /// Link MTU in bytes: the largest IPv4 datagram sent without fragmenting.
+    #[arg(long, value_name = "BYTES", default_value_t = 1500,
+          value_parser = clap::value_parser!(u16).range(576..=9000))]
+    pub mtu: u16,
+
+    /// The stack's MAC address (default: a random locally administered one).
+    #[arg(long, value_name = "MAC")]
+    pub mac: Option<ustack::wire::ethernet::EthernetAddress>,
+
+    /// Control socket path.
+    #[arg(long, value_name = "PATH", env = "USTACK_SOCKET", default_value = DEFAULT_SOCKET_PATH)]
+    pub socket: PathBuf,
+
+    /// Write every frame sent and received to this pcap file (readable by tcpdump/Wireshark).
+    #[arg(long, value_name = "FILE")]
+    pub pcap: Option<PathBuf>,
+
+    /// Rotate the pcap file when it reaches this many bytes (keeps --pcap-files old files).
+    #[arg(long, value_name = "BYTES", requires = "pcap")]
+    pub pcap_max_bytes: Option<u64>,
+
+    /// How many rotated pcap files to keep.
+    #[arg(long, value_name = "N", default_value_t = 4, requires = "pcap")]
+    pub pcap_files: usize,
+
+    /// Inject faults on the link, e.g. "seed=1,drop=0.01,tx.delay=5ms,rate=100mbit".
+    #[arg(long, value_name = "SPEC")]
+    pub faults: Option<String>,
+}
+
+fn parse_cidr(text: &str) -> Result<(Ipv4Addr, u8), String> {
+    let (addr, prefix) = text
+        .split_once('/')
+        .ok_or_else(|| format!("'{text}' is not ADDR/PREFIX (e.g. 10.77.0.2/24)"))?;
+    let addr: Ipv4Addr = addr
+        .parse()
+        .map_err(|_| format!("'{addr}' is not an IPv4 address"))?;
+    let prefix: u8 = prefix
+        .parse()
+        .ok()
+        .filter(|p| (1..=30).contains(p))
+        .ok_or_else(|| format!("prefix '{prefix}' must be a number from 1 to 30"))?;
+    if addr.is_unspecified() || addr.is_broadcast() || addr.is_multicast() || addr.is_loopback() {
+        return Err(format!("{addr} cannot be the stack's address"));
+    }
+    Ok((addr, prefix))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cidr_parsing() {
+        assert_eq!(
+            parse_cidr("10.77.0.2/24"),
+            Ok((Ipv4Addr::new(10, 77, 0, 2), 24))
+        );
+        assert!(parse_cidr("10.77.0.2").is_err());
+        assert!(parse_cidr("10.77.0.2/33").is_err());
+        assert!(parse_cidr("10.77.0/24").is_err());
+        assert!(parse_cidr("127.0.0.1/8").is_err());
+    }
+}

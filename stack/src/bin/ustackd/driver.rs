@@ -1,0 +1,203 @@
+//! The daemon's event loop: the only place that reads the device, the sockets and the clock.
+//!
+//! One thread owns all protocol state. Each turn: wait for readiness or the next deadline, read
+//! the clock once, drain the device (bounded per turn so control requests are never starved),
+//! serve control clients, run timers, and write out everything the stack queued. If frames are
+//! still waiting anywhere, the next wait does not sleep.
+
+use std::io;
+use std::os::fd::AsRawFd;
+use std::time::Duration;
+
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Token};
+use nix::sys::signalfd::SignalFd;
+use tapdev::{Device, MAX_FRAME_LEN};
+use ustack::control::{Request, Response};
+use ustack::iface::{Interface, NoTransport};
+use ustack::time::Instant;
+
+use crate::control_server::ControlServer;
+
+const TAP: Token = Token(0);
+const SIGNALS: Token = Token(1);
+const CONTROL_LISTENER: Token = Token(2);
+/// Tokens from here on are control clients.
+pub const FIRST_CLIENT_TOKEN: usize = 16;
+
+/// Frames read from the device per loop turn before other work gets a chance.
+const MAX_FRAMES_PER_TURN: usize = 256;
+/// Frames per `recv_batch` call.
+const RX_BATCH: usize = 32;
+/// When the device refuses a frame, retry after this long rather than spin.
+const TX_RETRY: Duration = Duration::from_millis(1);
+
+pub struct Driver {
+    pub device: Box<dyn Device>,
+    pub device_fd: i32,
+    pub iface: Interface,
+    pub control: ControlServer,
+    pub signals: SignalFd,
+    pub clock: Clock,
+}
+
+/// The monotonic clock, read once per loop turn.
+pub struct Clock {
+    start: std::time::Instant,
+}
+
+impl Clock {
+    pub fn new() -> Clock {
+        Clock {
+            start: std::time::Instant::now(),
+        }
+    }
+    pub fn now(&self) -> Duration {
+        self.start.elapsed()
+    }
+}
+
+impl Driver {
+    pub fn run(mut self) -> io::Result<()> {
+        let mut poll = Poll::new()?;
+        let registry = poll.registry();
+        registry.register(&mut SourceFd(&self.device_fd), TAP, Interest::READABLE)?;
+        registry.register(
+            &mut SourceFd(&self.signals.as_raw_fd()),
+            SIGNALS,
+            Interest::READABLE,
+        )?;
+        registry.register(
+            &mut SourceFd(&self.control.raw_fd()),
+            CONTROL_LISTENER,
+            Interest::READABLE,
+        )?;
+
+        let mut events = Events::with_capacity(256);
+        let mut rx_bufs: Vec<Vec<u8>> = (0..RX_BATCH).map(|_| vec![0u8; MAX_FRAME_LEN]).collect();
+        let mut rx_lens = vec![0usize; RX_BATCH];
+        // mio is edge-triggered: remember when the device may still hold frames.
+        let mut device_backlog = true;
+        let mut transport = NoTransport;
+        // The device refused a frame last turn: retry after a pause instead of spinning.
+        let mut device_full = false;
+
+        loop {
+            let now = self.clock.now();
+            let timeout = if device_backlog {
+                Some(Duration::ZERO)
+            } else if device_full {
+                Some(TX_RETRY)
+            } else {
+                self.next_wakeup(now)
+            };
+            match poll.poll(&mut events, timeout) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+            let now = self.clock.now();
+            let stamp = Instant::from_duration(now);
+
+            for event in events.iter() {
+                match event.token() {
+                    TAP => device_backlog = true,
+                    SIGNALS => {
+                        if let Ok(Some(info)) = self.signals.read_signal() {
+                            tracing::info!(signal = info.ssi_signo, "exiting on signal");
+                            return Ok(());
+                        }
+                    }
+                    CONTROL_LISTENER => self.control.accept_all(poll.registry()),
+                    token if self.control.owns(token) => {
+                        let iface = &self.iface;
+                        self.control.serve(token, poll.registry(), |request| {
+                            handle_request(iface, request)
+                        });
+                    }
+                    _ => {}
+                }
+            }
+
+            if device_backlog {
+                let mut frames = 0;
+                device_backlog = false;
+                while frames < MAX_FRAMES_PER_TURN {
+                    let count = match self.device.recv_batch(now, &mut rx_bufs, &mut rx_lens) {
+                        Ok(n) => n,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                        Err(e) => return Err(io::Error::new(e.kind(), format!("reading the TAP: {e}"))),
+                    };
+                    for (buf, &len) in rx_bufs.iter().zip(&rx_lens).take(count) {
+                        self.iface.receive_frame(stamp, &buf[..len], &mut transport);
+                    }
+                    frames += count;
+                    if count < RX_BATCH {
+                        break;
+                    }
+                }
+                device_backlog = frames >= MAX_FRAMES_PER_TURN;
+            }
+
+            self.iface.process_loopback(stamp, &mut transport);
+            self.iface.handle_timeout(stamp);
+            device_full = !self.flush_device(now)?;
+        }
+    }
+
+    /// Writes every frame the stack queued; stops (keeping the rest queued) when the device is
+    /// full, and then returns false. A hard device error ends the daemon: the TAP went away.
+    fn flush_device(&mut self, now: Duration) -> io::Result<bool> {
+        let device = &mut self.device;
+        let mut failure = None;
+        let mut refused = false;
+        self.iface.transmit(&mut |frame| match device.send(now, frame) {
+            Ok(()) => true,
+            Err(e)
+                if e.kind() == io::ErrorKind::WouldBlock
+                    || e.kind() == io::ErrorKind::Interrupted =>
+            {
+                refused = true;
+                false
+            }
+            Err(e) => {
+                // A frame the device rejects (e.g. EINVAL on a bad size) is dropped, not retried
+                // forever; a vanished device is fatal.
+                if e.raw_os_error() == Some(libc::EBADFD) || e.raw_os_error() == Some(libc::EIO) {
+                    failure = Some(e);
+                    return false;
+                }
+                tracing::warn!("TAP write failed, frame dropped: {e}");
+                true
+            }
+        });
+        match failure {
+            Some(e) => Err(io::Error::new(e.kind(), format!("writing the TAP: {e}"))),
+            None => Ok(!refused),
+        }
+    }
+
+    /// How long the loop may sleep: until the stack's or the device's next deadline.
+    fn next_wakeup(&self, now: Duration) -> Option<Duration> {
+        let stack_at = self.iface.poll_at().map(|t| t.as_duration());
+        let device_at = self.device.poll_at();
+        let at = match (stack_at, device_at) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }?;
+        Some(at.saturating_sub(now))
+    }
+}
+
+fn handle_request(iface: &Interface, request: Request) -> Response {
+    match request {
+        Request::Stats => Response::Stats(
+            iface
+                .stats()
+                .counters()
+                .into_iter()
+                .map(|(name, value)| (name.to_string(), value))
+                .collect(),
+        ),
+    }
+}
