@@ -5,6 +5,10 @@
 //! tests; middleware ([`fault::FaultInjector`], [`pcap::PcapWriter`]) wraps any device and is
 //! stacked by the caller.
 //!
+//! Stacking order decides what a capture shows: `PcapWriter<FaultInjector<TapDevice>>`
+//! records what the stack sent and received (egress before faults, ingress after them);
+//! `FaultInjector<PcapWriter<TapDevice>>` records what crossed the TAP.
+//!
 //! Time is an argument: devices never read a clock. `now` is a monotonic [`Duration`] since an
 //! epoch the caller chooses (the daemon uses process start; simulations start at zero), so the
 //! fault injector's delays and rate limits replay exactly under a seeded test.
@@ -16,6 +20,11 @@ pub mod fault;
 pub mod memory;
 pub mod pcap;
 pub mod tap;
+
+pub use fault::{FaultConfig, FaultInjector, FaultStats, Faults};
+pub use memory::{MemoryEndpoint, MemoryLink};
+pub use pcap::{PcapFile, PcapWriter};
+pub use tap::TapDevice;
 
 /// Largest Ethernet II frame we handle without offloads: 14-byte header + 1500-byte MTU, plus
 /// room for a VLAN tag so a tagged frame is read whole (and then ignored) rather than truncated.
@@ -43,8 +52,10 @@ pub trait Device {
     fn send(&mut self, now: Duration, frame: &[u8]) -> io::Result<()>;
 
     /// Reads up to `bufs.len()` frames, frame `i` into `bufs[i]`, its length into `lens[i]`.
-    /// Returns how many were read (0 when nothing is waiting). Devices that can read several
-    /// frames per system call override this.
+    /// Returns how many were read (0 when nothing is waiting). An error after some frames were
+    /// read returns the count so far (those frames are already consumed; the error, if it
+    /// persists, shows on the next call); an error on the first read is returned as is.
+    /// Devices that can read several frames per system call override this.
     fn recv_batch(
         &mut self,
         now: Duration,
@@ -53,12 +64,14 @@ pub trait Device {
     ) -> io::Result<usize> {
         let mut count = 0;
         for (buf, len) in bufs.iter_mut().zip(lens.iter_mut()) {
-            match self.recv(now, buf)? {
-                Some(n) => {
+            match self.recv(now, buf) {
+                Ok(Some(n)) => {
                     *len = n;
                     count += 1;
                 }
-                None => break,
+                Ok(None) => break,
+                Err(e) if count == 0 => return Err(e),
+                Err(_) => break,
             }
         }
         Ok(count)
@@ -76,7 +89,10 @@ pub trait Device {
     }
 
     /// The earliest time this device wants to be polled again without new input (a delayed
-    /// frame coming due, a rate limiter refilling); `None` if it has nothing pending.
+    /// frame coming due, a rate limiter refilling); `None` if it has nothing pending. A time at
+    /// or before the current `now` means "call `recv` again right away": frames are waiting.
+    /// Middleware releases due frames in both directions on every `recv`/`send`, so a driver
+    /// that calls `recv_batch` whenever this deadline passes keeps everything moving.
     fn poll_at(&self) -> Option<Duration> {
         None
     }
@@ -105,5 +121,58 @@ impl<D: Device + ?Sized> Device for Box<D> {
     }
     fn poll_at(&self) -> Option<Duration> {
         (**self).poll_at()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Yields `frames` one-byte frames, then fails every read.
+    struct FailsAfter {
+        frames: u8,
+    }
+
+    impl Device for FailsAfter {
+        fn capabilities(&self) -> Capabilities {
+            Capabilities {
+                mtu: 1500,
+                max_burst: 4,
+            }
+        }
+        fn recv(&mut self, _now: Duration, buf: &mut [u8]) -> io::Result<Option<usize>> {
+            if self.frames == 0 {
+                return Err(io::Error::other("device gone"));
+            }
+            buf[0] = self.frames;
+            self.frames -= 1;
+            Ok(Some(1))
+        }
+        fn send(&mut self, _now: Duration, _frame: &[u8]) -> io::Result<()> {
+            Err(io::Error::other("device gone"))
+        }
+    }
+
+    #[test]
+    fn recv_batch_keeps_frames_read_before_an_error() {
+        let mut device = FailsAfter { frames: 2 };
+        let mut bufs = vec![vec![0u8; 4]; 4];
+        let mut lens = vec![0; 4];
+        assert_eq!(
+            device
+                .recv_batch(Duration::ZERO, &mut bufs, &mut lens)
+                .unwrap(),
+            2
+        );
+        assert_eq!((bufs[0][0], bufs[1][0]), (2, 1));
+        let err = device.recv_batch(Duration::ZERO, &mut bufs, &mut lens);
+        assert_eq!(err.unwrap_err().to_string(), "device gone");
+    }
+
+    #[test]
+    fn send_batch_reports_the_first_error_only_if_nothing_was_sent() {
+        let mut device = FailsAfter { frames: 0 };
+        assert!(device.send_batch(Duration::ZERO, &[&[1u8][..]]).is_err());
+        assert_eq!(device.send_batch(Duration::ZERO, &[]).unwrap(), 0);
     }
 }

@@ -119,6 +119,10 @@ impl Driver {
                 }
             }
 
+            // Middleware (fault delays, pcap flushes) does its timed work inside recv.
+            if self.device.poll_at().is_some_and(|at| at <= now) {
+                device_backlog = true;
+            }
             if device_backlog {
                 let mut frames = 0;
                 device_backlog = false;

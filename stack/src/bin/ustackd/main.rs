@@ -10,7 +10,7 @@ use clap::Parser;
 use nix::sys::signal::{self, SigHandler, SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use tapdev::fault::{FaultConfig, FaultInjector};
-use tapdev::pcap::PcapWriter;
+use tapdev::pcap::{PcapFile, PcapWriter, Rotation};
 use tapdev::tap::TapDevice;
 use tapdev::Device;
 use ustack::iface::{Interface, InterfaceConfig};
@@ -63,12 +63,18 @@ fn run(args: Args) -> Result<(), String> {
     }
     if let Some(path) = &args.pcap {
         let wallclock_at_epoch = std::time::SystemTime::now() - clock.now();
-        let mut writer = PcapWriter::new(device, path, wallclock_at_epoch)
-            .map_err(|e| format!("--pcap {}: {e}", path.display()))?;
-        if let Some(max_bytes) = args.pcap_max_bytes {
-            writer.set_rotation(max_bytes, args.pcap_files);
+        let file = match args.pcap_max_bytes {
+            Some(max_bytes) => PcapFile::with_rotation(
+                path,
+                Rotation {
+                    max_bytes,
+                    max_files: args.pcap_files,
+                },
+            ),
+            None => PcapFile::create(path),
         }
-        device = Box::new(writer);
+        .map_err(|e| format!("--pcap {}: {e}", path.display()))?;
+        device = Box::new(PcapWriter::with_file(device, file, wallclock_at_epoch));
     }
 
     let (addr, prefix_len) = args.addr;
