@@ -72,7 +72,8 @@ fn captures_decode_cleanly() {
         wait_for(Duration::from_secs(5), || kernel_pcap.exists()),
         "tcpdump did not start"
     );
-    let daemon = Daemon::start(&netns, &["--pcap", &stack_pcap_arg]);
+    let mac = "02:00:00:77:00:02";
+    let daemon = Daemon::start(&netns, &["--pcap", &stack_pcap_arg, "--mac", mac]);
     for size in ["56", "3000", "20000"] {
         let out = netns.run("ping", &["-c", "2", "-i", "0.2", "-W", "2", "-s", size, STACK_IP]);
         assert_eq!(received(&text(&out)), 2, "ping -s {size}: {}", text(&out));
@@ -98,7 +99,7 @@ fn captures_decode_cleanly() {
             "{who} capture has no echo reply: {decoded}"
         );
         assert!(
-            decoded.contains(&format!("Reply {STACK_IP} is-at 02:")),
+            decoded.contains(&format!("Reply {STACK_IP} is-at {mac}")),
             "{who} capture has no ARP reply from the stack: {decoded}"
         );
         assert!(

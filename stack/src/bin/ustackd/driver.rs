@@ -125,7 +125,6 @@ impl Driver {
             }
             if device_backlog {
                 let mut frames = 0;
-                device_backlog = false;
                 while frames < MAX_FRAMES_PER_TURN {
                     let count = match self.device.recv_batch(now, &mut rx_bufs, &mut rx_lens) {
                         Ok(n) => n,
