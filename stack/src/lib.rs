@@ -13,3 +13,5 @@ pub mod wire;
 pub mod iface;
 pub mod stats;
 pub mod tcp;
+pub mod host;
+pub mod services;

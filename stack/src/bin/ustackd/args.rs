@@ -55,6 +55,10 @@ pub struct Args {
     #[arg(long, value_name = "N", default_value_t = 4, requires = "pcap")]
     pub pcap_files: usize,
 
+    /// Run the built-in TCP echo (7), discard (9) and chargen (19) services.
+    #[arg(long)]
+    pub services: bool,
+
     /// Inject faults on the link, e.g. "seed=1,drop=0.01,tx.delay=5ms,rate=100mbit".
     #[arg(long, value_name = "SPEC")]
     pub faults: Option<String>,

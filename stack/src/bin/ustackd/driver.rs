@@ -14,7 +14,7 @@ use mio::{Events, Interest, Poll, Token};
 use nix::sys::signalfd::SignalFd;
 use tapdev::{Device, MAX_FRAME_LEN};
 use ustack::control::{Request, Response};
-use ustack::iface::{Interface, NoTransport};
+use ustack::host::Host;
 use ustack::time::Instant;
 
 use crate::control_server::ControlServer;
@@ -35,7 +35,7 @@ const TX_RETRY: Duration = Duration::from_millis(1);
 pub struct Driver {
     pub device: Box<dyn Device>,
     pub device_fd: i32,
-    pub iface: Interface,
+    pub host: Host,
     pub control: ControlServer,
     pub signals: SignalFd,
     pub clock: Clock,
@@ -78,7 +78,6 @@ impl Driver {
         let mut rx_lens = vec![0usize; RX_BATCH];
         // mio is edge-triggered: remember when the device may still hold frames.
         let mut device_backlog = true;
-        let mut transport = NoTransport;
         // The device refused a frame last turn: retry after a pause instead of spinning.
         let mut device_full = false;
 
@@ -110,9 +109,9 @@ impl Driver {
                     }
                     CONTROL_LISTENER => self.control.accept_all(poll.registry()),
                     token if self.control.owns(token) => {
-                        let iface = &self.iface;
+                        let host = &self.host;
                         self.control.serve(token, poll.registry(), |request| {
-                            handle_request(iface, request)
+                            handle_request(host, request)
                         });
                     }
                     _ => {}
@@ -132,7 +131,7 @@ impl Driver {
                         Err(e) => return Err(io::Error::new(e.kind(), format!("reading the TAP: {e}"))),
                     };
                     for (buf, &len) in rx_bufs.iter().zip(&rx_lens).take(count) {
-                        self.iface.receive_frame(stamp, &buf[..len], &mut transport);
+                        self.host.receive_frame(stamp, &buf[..len]);
                     }
                     frames += count;
                     if count < RX_BATCH {
@@ -142,8 +141,7 @@ impl Driver {
                 device_backlog = frames >= MAX_FRAMES_PER_TURN;
             }
 
-            self.iface.process_loopback(stamp, &mut transport);
-            self.iface.handle_timeout(stamp);
+            self.host.poll(stamp);
             device_full = !self.flush_device(now)?;
         }
     }
@@ -154,7 +152,7 @@ impl Driver {
         let device = &mut self.device;
         let mut failure = None;
         let mut refused = false;
-        self.iface.transmit(&mut |frame| match device.send(now, frame) {
+        self.host.transmit(&mut |frame| match device.send(now, frame) {
             Ok(()) => true,
             Err(e)
                 if e.kind() == io::ErrorKind::WouldBlock
@@ -182,7 +180,7 @@ impl Driver {
 
     /// How long the loop may sleep: until the stack's or the device's next deadline.
     fn next_wakeup(&self, now: Duration) -> Option<Duration> {
-        let stack_at = self.iface.poll_at().map(|t| t.as_duration());
+        let stack_at = self.host.poll_at().map(|t| t.as_duration());
         let device_at = self.device.poll_at();
         let at = match (stack_at, device_at) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -192,12 +190,10 @@ impl Driver {
     }
 }
 
-fn handle_request(iface: &Interface, request: Request) -> Response {
+fn handle_request(host: &Host, request: Request) -> Response {
     match request {
         Request::Stats => Response::Stats(
-            iface
-                .stats()
-                .counters()
+            host.counters()
                 .into_iter()
                 .map(|(name, value)| (name.to_string(), value))
                 .collect(),

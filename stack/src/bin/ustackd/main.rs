@@ -13,7 +13,9 @@ use tapdev::fault::{FaultConfig, FaultInjector};
 use tapdev::pcap::{PcapFile, PcapWriter, Rotation};
 use tapdev::tap::TapDevice;
 use tapdev::Device;
-use ustack::iface::{Interface, InterfaceConfig};
+use ustack::host::{Host, HostConfig};
+use ustack::iface::InterfaceConfig;
+use ustack::tcp::config::TcpConfig;
 use ustack::time::Instant;
 use ustack::wire::ethernet::EthernetAddress;
 
@@ -79,14 +81,21 @@ fn run(args: Args) -> Result<(), String> {
 
     let (addr, prefix_len) = args.addr;
     let mac = args.mac.unwrap_or_else(random_local_mac);
-    let config = InterfaceConfig {
-        mac,
-        addr,
-        prefix_len,
-        gateway: args.gateway,
-        mtu: usize::from(args.mtu),
+    let config = HostConfig {
+        iface: InterfaceConfig {
+            mac,
+            addr,
+            prefix_len,
+            gateway: args.gateway,
+            mtu: usize::from(args.mtu),
+        },
+        tcp: TcpConfig {
+            secret: rand::random(),
+            ..TcpConfig::default()
+        },
+        services: args.services,
     };
-    let iface = Interface::new(config, Instant::from_duration(clock.now()));
+    let host = Host::new(config, Instant::from_duration(clock.now()));
     let control = ControlServer::bind(&args.socket, FIRST_CLIENT_TOKEN)
         .map_err(|e| format!("control socket {}: {e}", args.socket.display()))?;
     eprintln!(
@@ -97,7 +106,7 @@ fn run(args: Args) -> Result<(), String> {
     let driver = Driver {
         device,
         device_fd,
-        iface,
+        host,
         control,
         signals,
         clock,
