@@ -105,11 +105,14 @@ impl Netns {
             .unwrap_or_else(|e| panic!("running {program} in {}: {e}", self.name))
     }
 
-    /// Starts a background process in the namespace, stopped (by PID) when the guard drops.
+    /// Starts a background process in the namespace, in a process group of its own; the group
+    /// (the process and whatever it started) is stopped when the guard drops.
     pub fn spawn(&self, program: &str, args: &[&str]) -> Process {
+        use std::os::unix::process::CommandExt;
         let child = self
             .command(program)
             .args(args)
+            .process_group(0)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -119,6 +122,32 @@ impl Netns {
             child: Some(child),
             name: program.to_string(),
         }
+    }
+
+    /// Starts `tcpdump -i tap0 -w FILE [FILTER]` and returns once it is capturing (it says
+    /// "listening on" after the capture is attached; the file exists earlier than that).
+    pub fn tcpdump(&self, file: &Path, filter: &[&str]) -> Process {
+        let log = file.with_extension("log");
+        let script = format!(
+            "exec tcpdump -i {TAP} -n -U --immediate-mode -s 0 -w '{}' \"$@\" 2>'{}'",
+            file.display(),
+            log.display()
+        );
+        let mut args = vec!["-c", script.as_str(), "tcpdump"];
+        args.extend_from_slice(filter);
+        let mut process = self.spawn("sh", &args);
+        let listening = wait_for(Duration::from_secs(10), || {
+            std::fs::read_to_string(&log).is_ok_and(|t| t.contains("listening on"))
+        });
+        if !listening {
+            let out = process.stop();
+            panic!(
+                "tcpdump did not start: {} {}",
+                text(&out),
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+        }
+        process
     }
 
     pub fn path(&self, file: &str) -> PathBuf {
@@ -159,8 +188,9 @@ impl Process {
             panic!("{} already stopped", self.name);
         };
         let pid = child.id() as i32;
-        // SAFETY: kill on a PID we spawned and have not reaped yet.
-        unsafe { libc::kill(pid, signal) };
+        // SAFETY: kill on the process group we created (spawn put the child at its head);
+        // the child is not reaped yet, so the group id cannot have been reused.
+        unsafe { libc::kill(-pid, signal) };
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
             if let Ok(Some(_)) = child.try_wait() {
@@ -169,7 +199,8 @@ impl Process {
             std::thread::sleep(Duration::from_millis(20));
         }
         if let Ok(None) = child.try_wait() {
-            let _ = child.kill();
+            // SAFETY: as above.
+            unsafe { libc::kill(-pid, libc::SIGKILL) };
         }
         child
             .wait_with_output()

@@ -64,14 +64,7 @@ fn captures_decode_cleanly() {
     let stack_pcap_arg = stack_pcap.to_string_lossy().into_owned();
     // tcpdump on the kernel side of the TAP, started before the daemon so the gratuitous ARP
     // is in the capture too.
-    let mut tcpdump = netns.spawn(
-        "tcpdump",
-        &["-i", TAP, "-n", "-U", "-s", "0", "-w", &kernel_pcap_arg],
-    );
-    assert!(
-        wait_for(Duration::from_secs(5), || kernel_pcap.exists()),
-        "tcpdump did not start"
-    );
+    let mut tcpdump = netns.tcpdump(&kernel_pcap, &[]);
     let mac = "02:00:00:77:00:02";
     let daemon = Daemon::start(&netns, &["--pcap", &stack_pcap_arg, "--mac", mac]);
     for size in ["56", "3000", "20000"] {
