@@ -48,7 +48,10 @@ pub fn pseudo_header_sum(src: Ipv4Addr, dst: Ipv4Addr, protocol: u8, length: u16
 /// segment is valid when this returns 0.
 pub fn transport_checksum(src: Ipv4Addr, dst: Ipv4Addr, protocol: u8, segment: &[u8]) -> u16 {
     let len = u16::try_from(segment.len()).unwrap_or(u16::MAX);
-    finish(accumulate(pseudo_header_sum(src, dst, protocol, len), segment))
+    finish(accumulate(
+        pseudo_header_sum(src, dst, protocol, len),
+        segment,
+    ))
 }
 
 #[cfg(test)]
@@ -79,6 +82,9 @@ mod tests {
     #[test]
     fn odd_length_pads_with_zero() {
         assert_eq!(checksum(&[0x12]), !0x1200);
-        assert_eq!(finish(accumulate(accumulate(0, &[0xab, 0xcd]), &[0x12])), !(0xabcd + 0x1200));
+        assert_eq!(
+            finish(accumulate(accumulate(0, &[0xab, 0xcd]), &[0x12])),
+            !(0xabcd + 0x1200)
+        );
     }
 }
