@@ -8,10 +8,10 @@
 #![forbid(unsafe_code)]
 
 pub mod control;
-pub mod time;
-pub mod wire;
+pub mod host;
 pub mod iface;
+pub mod services;
 pub mod stats;
 pub mod tcp;
-pub mod host;
-pub mod services;
+pub mod time;
+pub mod wire;

@@ -93,7 +93,9 @@ impl Session {
         // Read (echo only as far as it can hold; the others read everything and drop it).
         while !self.peer_done {
             let room = match self.kind {
-                Kind::Echo => ECHO_BUFFER.saturating_sub(self.pending.len()).min(scratch.len()),
+                Kind::Echo => ECHO_BUFFER
+                    .saturating_sub(self.pending.len())
+                    .min(scratch.len()),
                 Kind::Discard | Kind::Chargen => scratch.len(),
             };
             if room == 0 {

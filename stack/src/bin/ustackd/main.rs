@@ -48,7 +48,8 @@ fn run(args: Args) -> Result<(), String> {
     let mut mask = SigSet::empty();
     mask.add(Signal::SIGINT);
     mask.add(Signal::SIGTERM);
-    mask.thread_block().map_err(|e| format!("blocking signals: {e}"))?;
+    mask.thread_block()
+        .map_err(|e| format!("blocking signals: {e}"))?;
     // SAFETY: installing SIG_IGN runs no Rust code in signal context.
     unsafe { signal::signal(Signal::SIGPIPE, SigHandler::SigIgn) }
         .map_err(|e| format!("ignoring SIGPIPE: {e}"))?;
