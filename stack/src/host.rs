@@ -50,10 +50,17 @@ struct Transports<'a> {
 }
 
 impl Transport for Transports<'_> {
-    fn tcp(&mut self, now: Instant, ip: &Ipv4Meta, segment: &[u8], _tx: &mut InterfaceTx<'_>) {
+    fn tcp(&mut self, now: Instant, ip: &Ipv4Meta, segment: &[u8], tx: &mut InterfaceTx<'_>) {
         // Answers (ACKs, RSTs) are queued in the layer and leave in `Host::poll`.
         self.delivered += 1;
+        let rejected =
+            |s: &crate::tcp::stats::TcpLayerStats| s.bad_checksum + s.malformed + s.no_socket;
+        let rejected_before = rejected(self.tcp.stats());
         self.tcp.receive(now, ip.src, ip.dst, segment);
+        // A segment a connection accepted shows the path to its sender works.
+        if rejected(self.tcp.stats()) == rejected_before {
+            tx.confirm_reachable(now, ip.src);
+        }
     }
 
     fn udp(&mut self, _now: Instant, _ip: &Ipv4Meta, _datagram: &[u8]) -> bool {

@@ -459,6 +459,17 @@ impl Egress {
         }
     }
 
+    /// A transport heard from `remote`: the neighbour it came through is reachable.
+    pub(crate) fn confirm_reachable(&mut self, now: Instant, remote: Ipv4Addr) {
+        if let Ok(super::route::Route::Link {
+            next_hop,
+            link_dst: None,
+        }) = super::route::route(&self.config, remote)
+        {
+            self.neighbors.confirm(now, next_hop);
+        }
+    }
+
     pub(crate) fn neighbors_mut(&mut self) -> &mut NeighborCache {
         &mut self.neighbors
     }

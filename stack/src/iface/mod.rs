@@ -382,6 +382,14 @@ impl Interface {
         self.egress.mtu_for(dst)
     }
 
+    /// A transport saw forward progress from `remote` (e.g. TCP data or a new ACK from it):
+    /// the neighbour towards it is reachable, so no ARP probe is needed while traffic flows —
+    /// Linux's `dst_confirm`. Without it a busy entry is re-validated by unicast ARP every
+    /// reachable time, and a lossy link can fail a healthy connection's neighbour.
+    pub fn confirm_reachable(&mut self, now: Instant, remote: Ipv4Addr) {
+        self.egress.confirm_reachable(now, remote);
+    }
+
     pub fn stats(&self) -> &Stats {
         self.egress.stats()
     }

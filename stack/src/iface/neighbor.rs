@@ -266,6 +266,17 @@ impl NeighborCache {
         None
     }
 
+    /// Upper-layer reachability confirmation (RFC 4861 7.3.1, Linux `neigh_confirm`): a
+    /// transport saw the neighbour answer, so a resolved entry becomes REACHABLE again without
+    /// probing. Incomplete or unknown entries are left alone: only ARP creates bindings.
+    pub(crate) fn confirm(&mut self, now: Instant, ip: Ipv4Addr) {
+        if let Some(entry) = self.entries.get_mut(&ip) {
+            if !matches!(entry.state, State::Incomplete { .. }) {
+                entry.state = State::Reachable { confirmed_at: now };
+            }
+        }
+    }
+
     /// Advances timers: sends retries, fails resolutions, forgets old stale entries.
     pub(crate) fn handle_timeout(&mut self, now: Instant, events: &mut Vec<NeighborEvent>) {
         let mut freed = 0usize;

@@ -152,6 +152,11 @@ impl InterfaceTx<'_> {
         self.egress.send_ipv4(now, &packet, &[])
     }
 
+    /// Same as [`Interface::confirm_reachable`](super::Interface::confirm_reachable).
+    pub fn confirm_reachable(&mut self, now: Instant, remote: Ipv4Addr) {
+        self.egress.confirm_reachable(now, remote);
+    }
+
     /// Same as [`Interface::mtu_for`](super::Interface::mtu_for).
     pub fn mtu_for(&self, dst: Ipv4Addr) -> usize {
         self.egress.mtu_for(dst)
