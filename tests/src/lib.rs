@@ -31,7 +31,11 @@ pub fn binary(name: &str) -> PathBuf {
     let dir = std::env::var_os("USTACK_BIN_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| {
-            let profile = if cfg!(debug_assertions) { "debug" } else { "release" };
+            let profile = if cfg!(debug_assertions) {
+                "debug"
+            } else {
+                "release"
+            };
             let target = std::env::var_os("CARGO_TARGET_DIR")
                 .map(PathBuf::from)
                 .unwrap_or_else(|| workspace_root().join("target"));
@@ -172,10 +176,7 @@ pub struct Process {
 
 impl Process {
     pub fn pid(&self) -> i32 {
-        self.child
-            .as_ref()
-            .map(|c| c.id() as i32)
-            .unwrap_or(-1)
+        self.child.as_ref().map(|c| c.id() as i32).unwrap_or(-1)
     }
 
     pub fn is_running(&mut self) -> bool {
@@ -235,7 +236,14 @@ impl Daemon {
         let addr = format!("{STACK_IP}/24");
         let socket_arg = socket.to_string_lossy().into_owned();
         let mut args = vec![
-            "--tap", TAP, "--addr", &addr, "--gateway", KERNEL_IP, "--socket", &socket_arg,
+            "--tap",
+            TAP,
+            "--addr",
+            &addr,
+            "--gateway",
+            KERNEL_IP,
+            "--socket",
+            &socket_arg,
         ];
         args.extend_from_slice(extra);
         let mut process = netns.spawn(&daemon.to_string_lossy(), &args);
@@ -251,7 +259,10 @@ impl Daemon {
                     String::from_utf8_lossy(&out.stderr)
                 );
             }
-            assert!(Instant::now() < deadline, "ustackd did not answer within 10 s");
+            assert!(
+                Instant::now() < deadline,
+                "ustackd did not answer within 10 s"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
         Daemon { process, socket }

@@ -31,11 +31,17 @@ fn fragmented_ping_gets_replies() {
     let netns = Netns::new("frag");
     let daemon = Daemon::start(&netns, &[]);
     // 8000 bytes of ICMP data: six fragments each way at MTU 1500.
-    let out = netns.run("ping", &["-c", "3", "-i", "0.2", "-W", "2", "-s", "8000", STACK_IP]);
+    let out = netns.run(
+        "ping",
+        &["-c", "3", "-i", "0.2", "-W", "2", "-s", "8000", STACK_IP],
+    );
     let output = text(&out);
     assert_eq!(received(&output), 3, "{output}");
     // The largest echo the kernel can send: 65507 bytes of data, 45 fragments.
-    let out = netns.run("ping", &["-c", "2", "-i", "0.2", "-W", "2", "-s", "65507", STACK_IP]);
+    let out = netns.run(
+        "ping",
+        &["-c", "2", "-i", "0.2", "-W", "2", "-s", "65507", STACK_IP],
+    );
     let output = text(&out);
     assert_eq!(received(&output), 2, "{output}");
     let stats = daemon.stats();
@@ -52,7 +58,10 @@ fn neighbour_table_shows_our_mac() {
     assert!(out.status.success(), "{}", text(&out));
     let out = netns.run("ip", &["neigh", "show", STACK_IP, "dev", TAP]);
     let neigh = text(&out);
-    assert!(neigh.contains(&format!("lladdr {mac}")), "ip neigh: {neigh}");
+    assert!(
+        neigh.contains(&format!("lladdr {mac}")),
+        "ip neigh: {neigh}"
+    );
 }
 
 #[test]
@@ -68,7 +77,10 @@ fn captures_decode_cleanly() {
     let mac = "02:00:00:77:00:02";
     let daemon = Daemon::start(&netns, &["--pcap", &stack_pcap_arg, "--mac", mac]);
     for size in ["56", "3000", "20000"] {
-        let out = netns.run("ping", &["-c", "2", "-i", "0.2", "-W", "2", "-s", size, STACK_IP]);
+        let out = netns.run(
+            "ping",
+            &["-c", "2", "-i", "0.2", "-W", "2", "-s", size, STACK_IP],
+        );
         assert_eq!(received(&text(&out)), 2, "ping -s {size}: {}", text(&out));
     }
     // UDP to a closed port draws an ICMP port unreachable.
@@ -145,7 +157,8 @@ for _ in range(3):
     assert!(out.status.success(), "raw send failed: {}", text(&out));
 
     assert!(
-        wait_for(Duration::from_secs(3), || daemon.counter("ipv4_bad_checksum")
+        wait_for(Duration::from_secs(3), || daemon
+            .counter("ipv4_bad_checksum")
             >= before["ipv4_bad_checksum"] + 3),
         "bad checksums not counted: {:?}",
         daemon.stats()

@@ -125,7 +125,10 @@ fn kernel_sees_negotiated_options() {
             panic!("no SYN-ACK captured: {syns}\ntcpdump: {log}")
         });
     for option in ["mss 1460", "sackOK", "TS val", "wscale 7"] {
-        assert!(syn_ack.contains(option), "SYN-ACK lacks {option}: {syn_ack}");
+        assert!(
+            syn_ack.contains(option),
+            "SYN-ACK lacks {option}: {syn_ack}"
+        );
     }
 }
 
@@ -174,7 +177,10 @@ fn chargen_and_discard_stream() {
     let _daemon = Daemon::start(&netns, &["--services"]);
     let out = netns.run(
         "sh",
-        &["-c", &format!("timeout 20 nc {STACK_IP} 19 | head -c 20000000 | wc -c")],
+        &[
+            "-c",
+            &format!("timeout 20 nc {STACK_IP} 19 | head -c 20000000 | wc -c"),
+        ],
     );
     assert_eq!(text(&out).trim(), "20000000", "{}", text(&out));
     let input = random_file(&netns, "data", 20 * MB);
