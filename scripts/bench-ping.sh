@@ -21,8 +21,9 @@ cleanup() {
 trap cleanup EXIT
 
 cargo build --release -q -p ustack
+bin=${CARGO_TARGET_DIR:-target}/release
 scripts/netns.sh up "$ns_tap" tap0 10.77.0 >/dev/null
-ip netns exec "$ns_tap" target/release/ustackd --tap tap0 --addr 10.77.0.2/24 \
+ip netns exec "$ns_tap" "$bin"/ustackd --tap tap0 --addr 10.77.0.2/24 \
     --gateway 10.77.0.1 --socket "$work/sock" 2>"$work/ustackd.log" &
 daemon_pid=$!
 
