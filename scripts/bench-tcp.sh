@@ -42,7 +42,8 @@ loss() { # loss NS IFACE on|off
     if [ "$3" = on ]; then
         ip netns exec "$1" nft "table inet bench_loss {
             chain input { type filter hook input priority 0; iifname \"$2\" numgen random mod 100 < 1 drop; }
-            chain output { type filter hook output priority 0; oifname \"$2\" numgen random mod 100 < 1 drop; } }"
+            chain output { type filter hook output priority 0; oifname \"$2\" numgen random mod 100 < 1 drop; }
+        }"
     else
         ip netns exec "$1" nft delete table inet bench_loss 2>/dev/null || true
     fi
