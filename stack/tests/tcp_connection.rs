@@ -841,6 +841,31 @@ fn icmp_on_established_is_soft_and_reported_on_timeout() {
 }
 
 #[test]
+fn soft_error_is_forgotten_once_an_ack_arrives() {
+    let mut h = Harness::established_plain_client(1000, 65535);
+    h.conn.send(b"x").unwrap();
+    h.expect();
+    h.conn.handle_icmp_error(
+        h.now,
+        IcmpError::Unreachable {
+            code: 1,
+            next_hop_mtu: 0,
+        },
+        SeqNumber(ISS + 1),
+    );
+    // The path works again: the peer acknowledges. A later timeout has nothing to do with
+    // the old ICMP error and reports ETIMEDOUT, as Linux clears `sk_err_soft` in `tcp_ack`.
+    h.input(seg(TcpFlags::ACK).seq(PEER_ISS + 1).ack(ISS + 2));
+    h.conn.send(b"y").unwrap();
+    h.expect();
+    while h.conn.state() != State::Closed {
+        h.fire_next_timer();
+        h.drain();
+    }
+    assert_eq!(h.conn.error(), Some(ConnectionError::TimedOut));
+}
+
+#[test]
 fn fragmentation_needed_lowers_mss_and_resends() {
     let mut h = Harness::established_plain_client(1460, 65535);
     h.conn.send(&vec![1u8; 1460]).unwrap();

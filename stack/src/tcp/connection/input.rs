@@ -223,6 +223,11 @@ impl Connection {
             self.challenge_ack(now);
             return false;
         }
+        // Linux tcp_ack ("something worked"): an acceptable ACK shows the path works, so an
+        // earlier ICMP soft error is forgotten and a later timeout reports its own cause.
+        if ack >= self.snd_una {
+            self.soft_error = None;
+        }
         let window = usize::from(seg.window) << self.snd_wscale;
         if ack > self.snd_una {
             self.on_new_ack(now, seg, window);
