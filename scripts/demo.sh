@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The ustack demo: builds everything, brings up the namespace and the daemon, has a kernel peer
-# ping the stack (plain and fragmented) while tcpdump watches the TAP, shows the capture and
-# the stack's counters, and tears everything down again.
+# ping the stack (plain and fragmented) and talk TCP to its built-in echo service while
+# tcpdump watches the TAP, then shows the capture and the stack's counters and tears down.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -41,7 +41,7 @@ ip netns exec "$NS" tcpdump -i "$TAP" -n -U -s 0 -w "$work/tap0.pcap" 2>/dev/nul
 tcpdump_pid=$!
 sleep 0.5
 ip netns exec "$NS" target/release/ustackd --tap "$TAP" --addr "$STACK_IP/24" \
-    --gateway "$KERNEL_IP" --socket "$sock" --pcap "$work/ustackd.pcap" &
+    --gateway "$KERNEL_IP" --socket "$sock" --pcap "$work/ustackd.pcap" --services &
 daemon_pid=$!
 for _ in $(seq 100); do
     target/release/ustack --socket "$sock" stats >/dev/null 2>&1 && break
@@ -57,6 +57,14 @@ ip netns exec "$NS" ping -c 2 -i 0.2 -s 8000 "$STACK_IP"
 step "The kernel's neighbour table learned the stack's MAC"
 ip netns exec "$NS" ip neigh show dev "$TAP"
 
+step "Kernel nc talks TCP to the stack's echo service (port 7)"
+echo "hello from the kernel, over ustack's TCP" | ip netns exec "$NS" nc -N "$STACK_IP" 7
+
+step "10 MB through the echo service, checksums compared"
+head -c 10000000 /dev/urandom > "$work/data"
+ip netns exec "$NS" nc -N "$STACK_IP" 7 < "$work/data" | sha256sum
+sha256sum < "$work/data"
+
 step "UDP to a closed port gets ICMP port unreachable"
 echo hi | ip netns exec "$NS" nc -u -w 1 "$STACK_IP" 9999 || true
 
@@ -64,7 +72,8 @@ sleep 0.3
 kill -INT "$tcpdump_pid"; wait "$tcpdump_pid" 2>/dev/null || true; tcpdump_pid=""
 
 step "Capture on $TAP (tcpdump -r)"
-tcpdump -nn -e -r "$work/tap0.pcap" 2>/dev/null | head -40
+tcpdump -nn -r "$work/tap0.pcap" 2>/dev/null | head -30
+echo "... $(tcpdump -nn -r "$work/tap0.pcap" 2>/dev/null | wc -l) frames in all"
 
 step "ustack stats (non-zero counters)"
 target/release/ustack --socket "$sock" stats | awk '$2 != 0'
