@@ -190,3 +190,71 @@ fn chargen_and_discard_stream() {
     );
     assert!(out.status.success(), "discard: {}", text(&out));
 }
+
+/// On a clean link the stack never retransmits: every data segment it sends in a 20 MB
+/// chargen stream starts where the previous one ended (checked in a tcpdump capture).
+#[test]
+fn clean_link_has_no_retransmissions() {
+    let netns = Netns::new("noretx");
+    let daemon = Daemon::start(&netns, &["--services"]);
+    let pcap = netns.path("chargen.pcap");
+    let pcap_arg = pcap.to_string_lossy().into_owned();
+    // Headers only, and a large capture buffer, so tcpdump keeps up with the stream.
+    let mut tcpdump = netns.tcpdump(
+        &pcap,
+        &["-s", "96", "-B", "65536", "tcp", "and", "src", "port", "19"],
+    );
+    let out = netns.run(
+        "sh",
+        &[
+            "-c",
+            &format!("timeout 30 nc {STACK_IP} 19 | head -c 20000000 | wc -c"),
+        ],
+    );
+    assert_eq!(text(&out).trim(), "20000000", "{}", text(&out));
+    std::thread::sleep(Duration::from_millis(300));
+    tcpdump.stop_with(libc::SIGINT, Duration::from_secs(5));
+
+    let decoded = text(&netns.run("tcpdump", &["-nn", "-S", "-r", &pcap_arg]));
+    let mut next_expected: Option<u64> = None;
+    let mut data_segments = 0;
+    let mut retransmissions = Vec::new();
+    for line in decoded.lines() {
+        // "... 10.77.0.2.19 > 10.77.0.1.P: Flags [.], seq A:B, ack ..."
+        let Some(range) = line.split(", seq ").nth(1) else {
+            continue;
+        };
+        let range = range.split(',').next().unwrap_or_default();
+        let Some((start, end)) = range.split_once(':') else {
+            continue;
+        };
+        let (Ok(start), Ok(end)) = (start.parse::<u64>(), end.parse::<u64>()) else {
+            continue;
+        };
+        data_segments += 1;
+        if let Some(expected) = next_expected {
+            // Bytes this segment starts before the highest sequence sent so far, modulo 2^32:
+            // a retransmission if positive (less than half the space), a capture gap otherwise.
+            let behind = (expected + (1 << 32) - start) % (1 << 32);
+            if behind != 0 && behind < (1 << 31) {
+                retransmissions.push(line.to_string());
+            }
+        }
+        let end = end % (1 << 32);
+        let ahead = next_expected.is_none_or(|e| (end + (1 << 32) - e) % (1 << 32) < (1 << 31));
+        if ahead {
+            next_expected = Some(end);
+        }
+    }
+    assert!(
+        data_segments > 10_000,
+        "only {data_segments} data segments captured"
+    );
+    assert!(
+        retransmissions.is_empty(),
+        "{} segments out of order/retransmitted on a clean link, first: {:?}",
+        retransmissions.len(),
+        retransmissions.first()
+    );
+    drop(daemon);
+}
