@@ -8,35 +8,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mb=${1:-1000}
-[ "$(id -u)" -eq 0 ] || { echo "bench-tcp: run as root" >&2; exit 1; }
 
-tag=$$
-ns_tap=ustk-bt-tap-$tag
-ns_a=ustk-bt-a-$tag
-ns_b=ustk-bt-b-$tag
-work=$(mktemp -d)
-daemon_pid=""
-cleanup() {
-    [ -n "$daemon_pid" ] && kill "$daemon_pid" 2>/dev/null && wait "$daemon_pid" 2>/dev/null
-    for ns in "$ns_tap" "$ns_a" "$ns_b"; do ip netns delete "$ns" 2>/dev/null || true; done
-    rm -rf "$work"
-}
-trap cleanup EXIT
-
-cargo build --release -q -p ustack
-bin=${CARGO_TARGET_DIR:-target}/release
-scripts/netns.sh up "$ns_tap" tap0 10.77.0 >/dev/null
-ip netns exec "$ns_tap" "$bin"/ustackd --tap tap0 --addr 10.77.0.2/24 \
-    --gateway 10.77.0.1 --socket "$work/sock" --services 2>"$work/ustackd.log" &
-daemon_pid=$!
-ip netns add "$ns_a"; ip netns add "$ns_b"
-ip link add veth-bt-a netns "$ns_a" type veth peer name veth-bt-b netns "$ns_b"
-ip -n "$ns_a" addr add 10.78.0.1/24 dev veth-bt-a
-ip -n "$ns_b" addr add 10.78.0.2/24 dev veth-bt-b
-for ns in "$ns_a" "$ns_b"; do ip -n "$ns" link set lo up; done
-ip -n "$ns_a" link set veth-bt-a up; ip -n "$ns_b" link set veth-bt-b up
-sleep 0.5
-ip netns exec "$ns_tap" ping -c 2 -W 2 -q 10.77.0.2 >/dev/null
+bench_tag=bt
+daemon_flags="--services"
+# shellcheck source=lib/bench-setup.sh
+. scripts/lib/bench-setup.sh
 
 loss() { # loss NS IFACE on|off
     if [ "$3" = on ]; then
@@ -64,10 +40,10 @@ kernel_veth() {
 
 echo "transfer ${mb} MiB, Gbit/s; rounds interleaved"
 for link in clean loss1; do
-    if [ "$link" = loss1 ]; then loss "$ns_tap" tap0 on; loss "$ns_a" veth-bt-a on; fi
+    if [ "$link" = loss1 ]; then loss "$ns_tap" tap0 on; loss "$ns_a" "$veth_a" on; fi
     for round in 1 2 3; do
         a=$(gbps "$(to_ustack)"); b=$(gbps "$(from_ustack)"); c=$(gbps "$(kernel_veth)")
         echo "$link round $round: kernel->ustack $a  ustack->kernel $b  kernel->kernel(veth) $c"
     done
-    loss "$ns_tap" tap0 off; loss "$ns_a" veth-bt-a off
+    loss "$ns_tap" tap0 off; loss "$ns_a" "$veth_a" off
 done
