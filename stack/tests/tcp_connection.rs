@@ -1066,3 +1066,100 @@ fn data_segments_shrink_to_make_room_for_sack_blocks() {
     }
     assert_eq!(segs[0].payload.len(), 1448 - 4 - 3 * 8);
 }
+
+#[test]
+fn lost_tail_acks_are_recovered_by_a_loss_probe_not_the_rto() {
+    // RFC 8985 7: every ACK for the last segments of a flight is lost. Without a probe only
+    // the RTO (>= 200 ms) would restart the flow; the PTO (2*SRTT + 2 ms) fires first and the
+    // probe carries new data, whose ACK acknowledges everything.
+    let mut h = Harness::established_client();
+    let mss = h.conn.info().send_mss as u32;
+    let una = ISS + 1;
+    h.now += ms(100);
+    h.conn.send(&vec![7u8; 40 * mss as usize]).unwrap();
+    let first = h.drain();
+    assert_eq!(first.len(), 10, "initial window");
+    // The peer ACKs the first two segments 10 ms later (an RTT sample of 10 ms).
+    h.now += ms(10);
+    let tsecr = first[0].header.options.timestamps.map_or(0, |t| t.tsval);
+    h.input(
+        seg(TcpFlags::ACK)
+            .seq(PEER_ISS + 1)
+            .ack(una + 2 * mss)
+            .ts(300, tsecr),
+    );
+    let more = h.drain();
+    assert!(!more.is_empty());
+    let snd_max = more
+        .last()
+        .map_or(0, |s| seq_of(s) + s.payload.len() as u32);
+    // Every later ACK is lost: the next timer is the PTO, well before the 200 ms RTO floor.
+    let waited = h.fire_next_timer();
+    assert!(waited <= ms(25), "PTO after {waited:?}");
+    let probe = h.expect();
+    assert_eq!(seq_of(&probe), snd_max, "the probe carries new data");
+    assert_eq!(h.conn.info().counters.loss_probes, 1);
+    assert_eq!(h.conn.info().counters.timeouts, 0);
+    // Its ACK covers everything: no retransmission was needed at all.
+    h.input(
+        seg(TcpFlags::ACK)
+            .seq(PEER_ISS + 1)
+            .ack(snd_max + probe.payload.len() as u32)
+            .ts(301, tsecr),
+    );
+    let info = h.conn.info();
+    assert_eq!(info.counters.retransmits, 0);
+    assert_eq!(info.counters.timeouts, 0);
+}
+
+#[test]
+fn lost_fast_retransmission_is_sent_again_without_waiting_for_the_rto() {
+    // RFC 6675 retransmits a hole once; if that retransmission is lost too, only the RTO would
+    // repair it. The peer SACKing data sent *after* the retransmission while the hole stays
+    // open shows the retransmission was lost (RFC 8985 6.2, Linux's RACK): send it again.
+    let mut h = Harness::established_client();
+    let mss = h.conn.info().send_mss as u32;
+    let una = ISS + 1;
+    let s = |i: u32| una + i * mss;
+    h.conn.send(&vec![9u8; 30 * mss as usize]).unwrap();
+    assert_eq!(h.drain().len(), 10);
+    let mut tsval = 200;
+    let mut sack_ack = |h: &mut Harness, upto: u32| {
+        tsval += 1;
+        h.input(
+            seg(TcpFlags::ACK)
+                .seq(PEER_ISS + 1)
+                .ack(una)
+                .ts(tsval, 0)
+                .sack(&[(s(1), s(upto))]),
+        );
+        h.drain()
+    };
+    // Segment 0 is lost; SACKs for 1..=3 start recovery with its fast retransmission.
+    let mut sent = Vec::new();
+    for upto in 2..=4 {
+        sent.extend(sack_ack(&mut h, upto));
+    }
+    let seqs: Vec<u32> = sent.iter().map(seq_of).collect();
+    assert_eq!(seqs.iter().filter(|&&q| q == s(0)).count(), 1, "{seqs:?}");
+    // SACKs for the rest of the flight let new data out, after the retransmission.
+    let mut after = Vec::new();
+    for upto in 5..=10 {
+        after.extend(sack_ack(&mut h, upto));
+    }
+    assert!(after.iter().all(|x| seq_of(x) >= s(10)), "new data only");
+    let first_new = after.iter().map(seq_of).min().unwrap_or(0);
+    assert!(!after.is_empty());
+    // The retransmission of segment 0 was lost; the peer SACKs the first segment sent
+    // after it.
+    let first_new_index = (first_new - una) / mss;
+    let again = sack_ack(&mut h, first_new_index + 1);
+    assert!(
+        again.iter().any(|x| seq_of(x) == s(0)),
+        "segment 0 sent again at once: {:?}",
+        again.iter().map(seq_of).collect::<Vec<_>>()
+    );
+    let info = h.conn.info();
+    assert_eq!(info.counters.lost_retransmits, 1);
+    assert_eq!(info.counters.timeouts, 0);
+}

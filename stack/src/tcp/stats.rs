@@ -49,6 +49,10 @@ pub struct ConnCounters {
     pub timeouts: u64,
     /// Entries into fast recovery.
     pub fast_recoveries: u64,
+    /// Tail loss probes sent (RFC 8985 7).
+    pub loss_probes: u64,
+    /// Retransmissions found lost during recovery and sent again (RFC 8985 6.2).
+    pub lost_retransmits: u64,
     /// Payload bytes sent for the first time, and acknowledged.
     pub bytes_sent: u64,
     pub bytes_acked: u64,

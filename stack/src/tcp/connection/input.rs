@@ -309,13 +309,15 @@ impl Connection {
         let _ = window;
 
         self.on_ack_for_recovery(now, acked_seq, rtt, flight_before);
+        self.on_ack_for_loss_probe(now, seg, flight_before);
 
-        // RFC 6298 5.2/5.3: stop the timer when all is acknowledged, else restart it.
+        // RFC 6298 5.2/5.3: stop the timer when all is acknowledged, else restart it (as the
+        // loss probe timeout when RFC 8985 7.2 allows one).
         if self.snd_una == self.snd_max {
             self.timers.stop(super::Timer::Retransmit);
+            self.loss_probe_armed = false;
         } else {
-            self.timers
-                .set(super::Timer::Retransmit, now + self.rtt.rto());
+            self.arm_retransmit_timer(now);
         }
     }
 
@@ -326,6 +328,7 @@ impl Connection {
         for (left, right) in seg.options.sack.iter() {
             self.scoreboard.add(left, right, self.snd_una, self.snd_max);
         }
+        self.detect_lost_retransmissions();
     }
 
     /// Cuts what lies before RCV.NXT or beyond the window; returns the first data byte's
@@ -508,6 +511,16 @@ impl Connection {
             // An echo from the future or older than ~10 min is bogus.
             if elapsed_ms > 600_000 {
                 return None;
+            }
+            // Karn's rule for timestamps: after an RTO, an ACK echoing a transmission from
+            // before it (the peer had the data; only its ACK was lost, and the retransmission
+            // drew a duplicate ACK with the old TS.Recent) measures the timeout, not the path.
+            // Such samples would inflate SRTT past the RTO and turn off the loss probe.
+            if let Some(mark) = self.rto_tsval {
+                if (ts.tsecr.wrapping_sub(mark) as i32) < 0 {
+                    return None;
+                }
+                self.rto_tsval = None;
             }
             return Some(std::time::Duration::from_millis(u64::from(elapsed_ms)));
         }

@@ -23,15 +23,16 @@
 //!
 //! `input.rs` is segment arrival (RFC 9293 3.10.7), `output.rs` decides what to send (data with
 //! Nagle / SWS / cwnd / rwnd, ACKs, probes, retransmissions), `options.rs` negotiates SYN
-//! options, `recovery.rs` is loss recovery (NewReno and SACK), `scoreboard.rs` the SACK
-//! scoreboard, `timeout.rs` the timer events (RTO, delayed ACK, persist, keepalive,
-//! TIME-WAIT), `timers.rs` the timer table.
+//! options, `recovery.rs` is loss recovery (NewReno and SACK), `loss_probe.rs` the tail loss
+//! probe (RFC 8985 7), `scoreboard.rs` the SACK scoreboard, `timeout.rs` the timer events (RTO,
+//! delayed ACK, persist, keepalive, TIME-WAIT), `timers.rs` the timer table.
 //!
 //! Urgent data: the urgent pointer is ignored and urgent bytes are delivered inline, as with
 //! SO_OOBINLINE (RFC 6093 recommends against new uses of urgent data); nothing is dropped.
 
 mod icmp;
 mod input;
+mod loss_probe;
 mod options;
 mod output;
 mod recovery;
@@ -242,11 +243,26 @@ pub struct Connection {
     recovery: Option<Recovery>,
     /// RFC 6675 HighRxt: highest sequence number retransmitted in this recovery.
     high_rxt: SeqNumber,
+    /// SND.MAX when the latest retransmission of this recovery went out: data SACKed above
+    /// it was sent after every retransmission, so holes still open below HighRxt mean those
+    /// retransmissions were lost (RFC 8985 6.2, Linux's RACK lost-retransmit detection).
+    rxt_marker: Option<SeqNumber>,
+    /// Our TSval at the last RTO, until an ACK echoes a later one: older echoes give no RTT
+    /// sample.
+    rto_tsval: Option<u32>,
     /// Retransmit the segment at SND.UNA at the next opportunity, whatever cwnd says.
     retransmit_head: bool,
     /// RFC 6582 step 2: `recover` of the last recovery, to avoid re-entering on stale dupacks.
     last_recover: Option<SeqNumber>,
     scoreboard: Scoreboard,
+    /// The retransmission timer runs as the tail loss probe timeout (RFC 8985 7.2).
+    loss_probe_armed: bool,
+    /// The PTO fired: send a loss probe at the next `poll_transmit`.
+    loss_probe_due: bool,
+    /// RFC 8985 TLP.end_seq: SND.NXT after the unanswered probe of this episode.
+    tlp_high_seq: Option<SeqNumber>,
+    /// That probe repeated the last segment (rather than sending new data).
+    tlp_retransmitted: bool,
     /// SYN (or SYN-ACK) must be (re)sent.
     syn_due: bool,
     syn_retransmitted: bool,
@@ -346,9 +362,15 @@ impl Connection {
             dupacks: 0,
             recovery: None,
             high_rxt: iss,
+            rxt_marker: None,
+            rto_tsval: None,
             retransmit_head: false,
             last_recover: None,
             scoreboard: Scoreboard::default(),
+            loss_probe_armed: false,
+            loss_probe_due: false,
+            tlp_high_seq: None,
+            tlp_retransmitted: false,
             syn_due: true,
             syn_retransmitted: false,
             force_send: false,

@@ -64,7 +64,10 @@ impl Connection {
             if let Some(segment) = self.lost_hole_segment(now) {
                 return Some(segment);
             }
-            if let Some(segment) = self.new_data_segment(now) {
+            if let Some(segment) = self.loss_probe_segment(now) {
+                return Some(segment);
+            }
+            if let Some(segment) = self.new_data_segment(now, false) {
                 return Some(segment);
             }
         }
@@ -123,9 +126,40 @@ impl Connection {
         Some(segment)
     }
 
+    /// RFC 8985 7.3, as Linux's `tcp_send_loss_probe`: once the PTO fired, one segment of new
+    /// data if the peer's window takes it (cwnd does not hold a probe back), else the last
+    /// segment sent again.
+    fn loss_probe_segment(&mut self, now: Instant) -> Option<Segment> {
+        if !self.loss_probe_due {
+            return None;
+        }
+        self.loss_probe_due = false;
+        if let Some(segment) = self.new_data_segment(now, true) {
+            self.on_loss_probe_sent(false);
+            return Some(segment);
+        }
+        let data_start = self.send_buf_seq();
+        let data_end = (data_start + self.send_buf.len()).min(self.snd_max);
+        let first = self.snd_una.max(data_start);
+        let seq = if data_end.since(first) > self.smss {
+            data_end - self.smss
+        } else {
+            first
+        };
+        let fin_outstanding = self.fin_seq().is_some_and(|fin| fin < self.snd_max);
+        let len = data_end.since(seq);
+        if len == 0 && !fin_outstanding {
+            return None;
+        }
+        let segment = self.build_data_segment(now, seq, len);
+        self.on_loss_probe_sent(true);
+        Some(segment)
+    }
+
     /// New data (or data again after an RTO went back), within both windows, with Nagle
-    /// and SWS avoidance; the FIN rides on the last byte.
-    fn new_data_segment(&mut self, now: Instant) -> Option<Segment> {
+    /// and SWS avoidance; the FIN rides on the last byte. A loss probe (`probe`) is not
+    /// limited by cwnd.
+    fn new_data_segment(&mut self, now: Instant, probe: bool) -> Option<Segment> {
         let seq = self.scoreboard.skip_sacked(self.snd_nxt);
         self.snd_nxt = seq;
         let available = self.sendable_data_at(seq);
@@ -137,7 +171,11 @@ impl Connection {
         }
         let window_end = self.snd_una + self.snd_wnd;
         let usable = window_end.since(seq);
-        let cwnd_room = self.cc.window().saturating_sub(self.bytes_in_flight());
+        let cwnd_room = if probe {
+            usize::MAX
+        } else {
+            self.cc.window().saturating_sub(self.bytes_in_flight())
+        };
         let retransmission = seq < self.snd_max;
         let mss = self.segment_payload_limit();
         let len = available.min(mss).min(usable).min(cwnd_room);
@@ -252,6 +290,9 @@ impl Connection {
         }
         if seq < self.snd_max {
             self.counters.retransmits += 1;
+            if self.recovery.is_some() {
+                self.rxt_marker = Some(self.snd_max);
+            }
             if self.rtt_probe.is_some_and(|(probe_end, _)| probe_end > seq) {
                 self.rtt_probe = None;
             }
@@ -264,9 +305,13 @@ impl Connection {
         if self.snd_una == self.snd_max {
             self.progress_at = now;
         }
+        let new_data = seq_end > self.snd_max;
         self.snd_max = self.snd_max.max(seq_end);
-        self.timers
-            .set_if_idle(super::Timer::Retransmit, now + self.rtt.rto());
+        if !self.timers.is_running(super::Timer::Retransmit) {
+            self.arm_retransmit_timer(now);
+        } else if new_data {
+            self.restart_loss_probe_timer(now);
+        }
         let mut segment = self.make_segment(seq, flags);
         segment.payload = payload;
         segment

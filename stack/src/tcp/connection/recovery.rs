@@ -76,7 +76,10 @@ impl Connection {
             recover: self.snd_max,
         });
         self.counters.fast_recoveries += 1;
+        // Recovery has its own clock (the ACKs); the timer goes back to being the RTO.
+        self.disarm_loss_probe(now);
         self.high_rxt = self.snd_una;
+        self.rxt_marker = None;
         self.retransmit_head = true;
         // Karn: the timed segment may be retransmitted now.
         self.rtt_probe = None;
@@ -94,6 +97,7 @@ impl Connection {
             Some(recovery) if self.snd_una >= recovery.recover => {
                 // RFC 6582 3.2 step 3 / RFC 6675 5: a full ACK ends recovery.
                 self.recovery = None;
+                self.rxt_marker = None;
                 self.last_recover = Some(recovery.recover);
                 self.dupacks = 0;
                 self.cc.on_recovery_exit(now);
@@ -110,6 +114,28 @@ impl Connection {
                 self.dupacks = 0;
                 self.cc.on_ack(now, acked, rtt, flight_before);
             }
+        }
+    }
+
+    /// Lost retransmissions (RFC 8985 6.2 applied to RFC 6675 recovery, as Linux's RACK
+    /// marks them): RFC 6675 retransmits each hole once, so a lost retransmission would wait
+    /// for the RTO. Once the peer SACKs data sent after the latest retransmission while holes
+    /// below HighRxt stay open, those retransmissions are lost (no reordering window: Linux
+    /// uses none in recovery until it has seen reordering); NextSeg walks them again.
+    pub(super) fn detect_lost_retransmissions(&mut self) {
+        let Some(marker) = self.rxt_marker else {
+            return;
+        };
+        if self.recovery.is_none() || !self.sack_ok {
+            return;
+        }
+        let delivered_later = self.scoreboard.sacked_between(marker, self.snd_max) > 0;
+        let unrepaired = self.high_rxt.since(self.snd_una)
+            > self.scoreboard.sacked_between(self.snd_una, self.high_rxt);
+        if delivered_later && unrepaired {
+            self.high_rxt = self.snd_una;
+            self.rxt_marker = None;
+            self.counters.lost_retransmits += 1;
         }
     }
 
@@ -144,8 +170,15 @@ impl Connection {
         self.retransmit_head = false;
         self.scoreboard.clear();
         self.rtt_probe = None;
+        self.loss_probe_armed = false;
+        self.loss_probe_due = false;
+        self.tlp_high_seq = None;
         self.snd_nxt = self.snd_una;
         self.high_rxt = self.snd_una;
+        self.rxt_marker = None;
+        if self.ts_ok {
+            self.rto_tsval = Some(self.ts_now(now));
+        }
         self.counters.timeouts += 1;
     }
 }

@@ -16,6 +16,7 @@ impl Connection {
                 return;
             }
             match timer {
+                Timer::Retransmit if self.loss_probe_armed => self.on_loss_probe_timeout(now),
                 Timer::Retransmit => self.on_rto(now),
                 Timer::DelayedAck => {
                     if self.ack_state != AckState::Idle {

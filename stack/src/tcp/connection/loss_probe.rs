@@ -1,0 +1,128 @@
+//! Tail loss probe (RFC 8985 7, as Linux's `tcp_schedule_loss_probe` / `tcp_send_loss_probe`
+//! / `tcp_process_tlp_ack`). When the last segments of a flight, or every ACK for them, are
+//! lost, no duplicate ACK ever arrives and only the RTO (at least 200 ms) would recover. A
+//! probe sent about two smoothed RTTs after the last activity elicits an ACK instead: its SACK
+//! blocks start fast recovery for a real loss, or it acknowledges everything when only the
+//! ACKs were lost.
+//!
+//! The probe timeout (PTO) runs on the retransmission timer, as in Linux: `loss_probe_armed`
+//! says the running deadline is a PTO, and its expiry sends a probe and arms the real RTO.
+
+use std::time::Duration;
+
+use super::timers::Timer;
+use super::{Connection, State};
+use crate::time::Instant;
+use crate::wire::tcp::TcpHeader;
+
+/// Linux's `TCP_TIMEOUT_MIN` (2 ms): slack added to 2*SRTT when several segments are out, so
+/// a receiver's ACK scheduling jitter does not fire the probe on very short paths.
+const PTO_SLACK: Duration = Duration::from_millis(2);
+
+impl Connection {
+    /// RFC 8985 7.2 conditions, as Linux checks them: SACK in use, no fast recovery or RTO
+    /// recovery under way (after an RTO, until SND.UNA passes what was sent before it: Linux's
+    /// CA_Loss), no probe of this episode unanswered, and data outstanding.
+    fn loss_probe_allowed(&self) -> bool {
+        self.sack_ok
+            && self.recovery.is_none()
+            && self.rto_count == 0
+            && self
+                .last_recover
+                .is_none_or(|recover| self.snd_una >= recover)
+            && self.tlp_high_seq.is_none()
+            && self.snd_una != self.snd_max
+            && matches!(
+                self.state,
+                State::Established
+                    | State::CloseWait
+                    | State::FinWait1
+                    | State::Closing
+                    | State::LastAck
+            )
+    }
+
+    /// RFC 8985 7.2: PTO = 2*SRTT, plus the worst-case delayed ACK when a single segment is
+    /// out (its ACK may be delayed; Linux adds TCP_RTO_MIN), else Linux's 2 ms slack.
+    fn loss_probe_timeout(&self) -> Option<Duration> {
+        if !self.loss_probe_allowed() {
+            return None;
+        }
+        let srtt = self.rtt.srtt()?;
+        let one_segment = self.snd_max.since(self.snd_una) <= self.smss;
+        let slack = if one_segment {
+            self.cfg.min_rto
+        } else {
+            PTO_SLACK
+        };
+        Some(srtt.saturating_mul(2).saturating_add(slack))
+    }
+
+    /// (Re)arms the retransmission timer for what is outstanding: the PTO when a probe is
+    /// allowed and comes first (RFC 8985 7.2: "PTO = min(PTO, RTO)"), else the RTO.
+    pub(super) fn arm_retransmit_timer(&mut self, now: Instant) {
+        let rto = self.rtt.rto();
+        let pto = self.loss_probe_timeout().filter(|&pto| pto < rto);
+        self.loss_probe_armed = pto.is_some();
+        self.timers.set(Timer::Retransmit, now + pto.unwrap_or(rto));
+    }
+
+    /// New data went out: RFC 8985 7.2 restarts a running PTO from the last transmission.
+    pub(super) fn restart_loss_probe_timer(&mut self, now: Instant) {
+        if self.loss_probe_armed {
+            self.arm_retransmit_timer(now);
+        }
+    }
+
+    /// The PTO expired (RFC 8985 7.3): queue the probe and arm the RTO behind it.
+    pub(super) fn on_loss_probe_timeout(&mut self, now: Instant) {
+        self.loss_probe_armed = false;
+        if self.loss_probe_allowed() {
+            self.loss_probe_due = true;
+        }
+        self.timers.set(Timer::Retransmit, now + self.rtt.rto());
+    }
+
+    /// The retransmission timer now stands for the RTO (recovery started, or it fired).
+    pub(super) fn disarm_loss_probe(&mut self, now: Instant) {
+        if self.loss_probe_armed {
+            self.loss_probe_armed = false;
+            self.timers.set(Timer::Retransmit, now + self.rtt.rto());
+        }
+    }
+
+    /// A probe went out; `retransmission` if it repeated the last segment rather than
+    /// carrying new data. RFC 8985 7.3: TLP.end_seq = SND.NXT.
+    pub(super) fn on_loss_probe_sent(&mut self, retransmission: bool) {
+        self.tlp_high_seq = Some(self.snd_max);
+        self.tlp_retransmitted = retransmission;
+        self.counters.loss_probes += 1;
+    }
+
+    /// An ACK advanced SND.UNA (RFC 8985 7.4). Once it covers TLP.end_seq the episode ends.
+    /// A retransmitted probe the receiver did not report as a duplicate (D-SACK, RFC 2883:
+    /// a first SACK block at or below the ACK) repaired a real loss of the tail, which calls
+    /// for the congestion response of a fast recovery (RFC 8985 7.4.2, Linux enters CWR).
+    pub(super) fn on_ack_for_loss_probe(
+        &mut self,
+        now: Instant,
+        seg: &TcpHeader,
+        flight_before: usize,
+    ) {
+        let Some(end) = self.tlp_high_seq else { return };
+        if self.snd_una < end {
+            return;
+        }
+        self.tlp_high_seq = None;
+        let dsack = seg
+            .options
+            .sack
+            .iter()
+            .next()
+            .is_some_and(|(_, right)| right <= seg.ack);
+        if self.tlp_retransmitted && !dsack && self.recovery.is_none() {
+            self.cc.on_fast_retransmit(now, flight_before);
+            self.cc.on_recovery_exit(now);
+        }
+    }
+}
