@@ -324,3 +324,73 @@ pub fn wait_for(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool 
     }
     condition()
 }
+
+// ----- programs under the shim (libsockshim.so) -----
+
+/// The preload library, built with the workspace.
+pub fn shim_library() -> PathBuf {
+    binary("libsockshim.so")
+}
+
+/// Builds `tests/programs` (the seed demo, fork server, echo client and the conformance suite)
+/// into `dir/bin` with make, and returns that directory.
+pub fn build_test_programs(dir: &Path) -> PathBuf {
+    let out_dir = dir.join("bin");
+    let out = Command::new("make")
+        .arg("-s")
+        .arg("-C")
+        .arg(workspace_root().join("tests/programs"))
+        .arg(format!("OUT={}", out_dir.display()))
+        .output()
+        .expect("running make for tests/programs");
+    assert!(
+        out.status.success(),
+        "building tests/programs failed: {}",
+        text(&out)
+    );
+    out_dir
+}
+
+impl Daemon {
+    /// `env LD_PRELOAD=<shim> USTACK_SOCKET=<socket>`: the words that put a command on this
+    /// daemon's stack.
+    pub fn shim_env(&self) -> Vec<String> {
+        vec![
+            "env".to_string(),
+            format!("LD_PRELOAD={}", shim_library().display()),
+            format!("USTACK_SOCKET={}", self.socket.display()),
+        ]
+    }
+
+    /// Waits until `counter` (from `ustack stats`) reaches `at_least`.
+    pub fn wait_counter(&self, counter: &str, at_least: u64, timeout: Duration) -> bool {
+        wait_for(timeout, || {
+            try_stats(&self.socket)
+                .and_then(|s| s.get(counter).copied())
+                .is_some_and(|v| v >= at_least)
+        })
+    }
+}
+
+impl Process {
+    /// Starts `cmd` in a process group of its own with stdin piped (returned) and output
+    /// captured; the group is stopped when the guard drops.
+    pub fn spawn_with_stdin(mut cmd: Command, name: &str) -> (Process, std::process::ChildStdin) {
+        use std::os::unix::process::CommandExt;
+        let mut child = cmd
+            .process_group(0)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {name}: {e}"));
+        let stdin = child.stdin.take().expect("piped stdin");
+        (
+            Process {
+                child: Some(child),
+                name: name.to_string(),
+            },
+            stdin,
+        )
+    }
+}

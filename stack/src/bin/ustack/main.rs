@@ -1,7 +1,9 @@
 //! `ustack`: the operator's command-line tool. Talks to a running `ustackd` over its control
-//! socket.
+//! socket, and runs programs on the stack (`ustack run -- prog args...`).
 
+use std::ffi::OsString;
 use std::os::fd::AsRawFd;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -30,7 +32,17 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Run a program on the stack: sets LD_PRELOAD to libsockshim.so (the one next to this
+    /// binary) and USTACK_SOCKET to the daemon's socket, then executes PROGRAM.
+    Run {
+        /// The program and its arguments (put them after `--`).
+        #[arg(required = true, trailing_var_arg = true, value_name = "PROGRAM")]
+        command: Vec<OsString>,
+    },
 }
+
+/// The preload library's file name, expected next to the `ustack` binary.
+const SHIM_FILE: &str = "libsockshim.so";
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -45,6 +57,7 @@ fn main() -> ExitCode {
 
 fn run(cli: &Cli) -> Result<(), String> {
     match &cli.command {
+        Command::Run { command } => run_program(&cli.socket, command),
         Command::Stats { json } => {
             let Response::Stats(counters) = ask(&cli.socket, &Request::Stats)? else {
                 return Err("unexpected response to stats".into());
@@ -64,6 +77,37 @@ fn run(cli: &Cli) -> Result<(), String> {
             Ok(())
         }
     }
+}
+
+/// Replaces this process with `command`, on the stack. Returns only on failure.
+fn run_program(socket: &Path, command: &[OsString]) -> Result<(), String> {
+    let (program, args) = command
+        .split_first()
+        .ok_or("ustack run: name the program to run")?;
+    let exe = std::env::current_exe().map_err(|e| format!("locating the ustack binary: {e}"))?;
+    let shim = exe
+        .parent()
+        .map(|dir| dir.join(SHIM_FILE))
+        .ok_or("locating the ustack binary's directory")?;
+    let shim = std::fs::canonicalize(&shim).map_err(|e| {
+        format!(
+            "{} not found ({e}): build it with `cargo build --release` (it is installed next to ustack)",
+            shim.display()
+        )
+    })?;
+    // Keep any preload the user already has; ours goes first.
+    let mut preload = shim.into_os_string();
+    if let Some(existing) = std::env::var_os("LD_PRELOAD").filter(|p| !p.is_empty()) {
+        preload.push(" ");
+        preload.push(existing);
+    }
+    let socket = std::path::absolute(socket).unwrap_or_else(|_| socket.to_path_buf());
+    let error = std::process::Command::new(program)
+        .args(args)
+        .env("LD_PRELOAD", preload)
+        .env(ustack::control::SOCKET_ENV, socket)
+        .exec();
+    Err(format!("running {}: {error}", Path::new(program).display()))
 }
 
 /// Sends one request and waits for its response. Errors say what to do about them.

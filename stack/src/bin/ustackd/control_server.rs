@@ -1,10 +1,14 @@
 //! The daemon's end of the control socket: an AF_UNIX SOCK_SEQPACKET listener and one
-//! connection per client process. Requests are decoded with `ustack::control`; a client that
-//! sends garbage gets an error response, and one that misbehaves at the socket level is dropped
-//! without affecting anyone else.
+//! connection per client (the shim opens one per thread). Requests are decoded with
+//! `ustack::control`; a client that sends garbage gets an error response, and one that
+//! misbehaves at the socket level is dropped without affecting anyone else.
+//!
+//! Each message may carry descriptors (SCM_RIGHTS, at most `MAX_REQUEST_FDS`) and always
+//! carries the sender's credentials *at the time of sending* (SO_PASSCRED): a process that
+//! drops privileges after connecting is authorised by its new uid, as the kernel would.
 
 use std::collections::HashMap;
-use std::io;
+use std::io::{self, IoSlice, IoSliceMut};
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -12,16 +16,25 @@ use std::path::{Path, PathBuf};
 use mio::unix::SourceFd;
 use mio::{Interest, Registry, Token};
 use nix::errno::Errno;
-use nix::sys::socket::{self, sockopt, AddressFamily, Backlog, MsgFlags, SockFlag, SockType, UnixAddr};
-use ustack::control::{Request, Response, MAX_MESSAGE_LEN};
+use nix::sys::socket::{
+    self, sockopt, AddressFamily, Backlog, ControlMessage, ControlMessageOwned, MsgFlags, SockFlag,
+    SockType, UnixAddr,
+};
+use ustack::control::{self, Request, Response, MAX_MESSAGE_LEN, MAX_REQUEST_FDS};
 
-/// One connected client process.
+/// Who sent a request: the credentials the kernel attached to the message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Caller {
+    pub pid: i32,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// One connected client.
 struct Client {
     fd: OwnedFd,
-    /// Credentials from SO_PEERCRED, taken at accept time; requests are authorised by them.
-    #[allow(dead_code)] // used by the socket API's permission checks
-    uid: u32,
-    pid: i32,
+    /// Credentials from SO_PEERCRED at accept time, used when a message lacks its own.
+    cred: Caller,
 }
 
 pub struct ControlServer {
@@ -78,8 +91,12 @@ impl ControlServer {
         self.listener.as_raw_fd()
     }
 
+    /// Client tokens run from `first_client_token` up to (not including) this; the tokens
+    /// above belong to application sockets.
+    pub const TOKEN_LIMIT: usize = 1 << 40;
+
     pub fn owns(&self, token: Token) -> bool {
-        token.0 >= self.first_client_token
+        token.0 >= self.first_client_token && token.0 < Self::TOKEN_LIMIT
     }
 
     /// Accepts every pending connection.
@@ -92,18 +109,25 @@ impl ControlServer {
                 Ok(raw) => {
                     // SAFETY: accept4 just returned this descriptor; nothing else owns it.
                     let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-                    let (uid, pid) = match socket::getsockopt(&fd, sockopt::PeerCredentials) {
-                        Ok(cred) => (cred.uid(), cred.pid()),
+                    let cred = match socket::getsockopt(&fd, sockopt::PeerCredentials) {
+                        Ok(cred) => Caller {
+                            pid: cred.pid(),
+                            uid: cred.uid(),
+                            gid: cred.gid(),
+                        },
                         Err(_) => continue,
                     };
+                    if socket::setsockopt(&fd, sockopt::PassCred, &true).is_err() {
+                        continue;
+                    }
                     let token = Token(self.next_token);
                     self.next_token += 1;
                     if registry
                         .register(&mut SourceFd(&fd.as_raw_fd()), token, Interest::READABLE)
                         .is_ok()
                     {
-                        tracing::debug!(pid, uid, "control client connected");
-                        self.clients.insert(token, Client { fd, uid, pid });
+                        tracing::debug!(pid = cred.pid, uid = cred.uid, "control client connected");
+                        self.clients.insert(token, Client { fd, cred });
                     }
                 }
                 Err(Errno::EINTR) | Err(Errno::ECONNABORTED) => continue,
@@ -117,34 +141,94 @@ impl ControlServer {
         }
     }
 
-    /// Reads and answers every pending request from one client.
+    /// Reads and answers every pending request from one client. `handle` gets the request,
+    /// the descriptors that came with it (closed when dropped) and the sender's credentials,
+    /// and returns the response and a descriptor to pass back with it, if any.
     pub fn serve(
         &mut self,
         token: Token,
         registry: &Registry,
-        mut handle: impl FnMut(Request) -> Response,
+        mut handle: impl FnMut(Request, Vec<OwnedFd>, Caller) -> (Response, Option<OwnedFd>),
     ) {
         let Some(client) = self.clients.get(&token) else {
             return;
         };
         let mut drop_client = false;
+        let mut cmsg = nix::cmsg_space!([RawFd; MAX_REQUEST_FDS], libc::ucred);
         loop {
-            match socket::recv(client.fd.as_raw_fd(), &mut self.buf, MsgFlags::MSG_TRUNC) {
-                Ok(0) => {
+            let received = {
+                let mut iov = [IoSliceMut::new(&mut self.buf)];
+                socket::recvmsg::<()>(
+                    client.fd.as_raw_fd(),
+                    &mut iov,
+                    Some(&mut cmsg),
+                    MsgFlags::MSG_CMSG_CLOEXEC | MsgFlags::MSG_DONTWAIT,
+                )
+                .map(|msg| {
+                    let mut fds = Vec::new();
+                    let mut cred = client.cred;
+                    if let Ok(cmsgs) = msg.cmsgs() {
+                        for c in cmsgs {
+                            match c {
+                                ControlMessageOwned::ScmRights(raw) => {
+                                    // SAFETY: the kernel just installed these descriptors for
+                                    // us; nothing else owns them.
+                                    fds.extend(
+                                        raw.into_iter().map(|r| unsafe { OwnedFd::from_raw_fd(r) }),
+                                    );
+                                }
+                                ControlMessageOwned::ScmCredentials(c) => {
+                                    cred = Caller {
+                                        pid: c.pid(),
+                                        uid: c.uid(),
+                                        gid: c.gid(),
+                                    };
+                                }
+                                _ => {}
+                            }
+                        }
+                    }
+                    let truncated = msg
+                        .flags
+                        .intersects(MsgFlags::MSG_TRUNC | MsgFlags::MSG_CTRUNC);
+                    (msg.bytes, fds, cred, truncated)
+                })
+            };
+            match received {
+                Ok((0, _, _, _)) => {
                     drop_client = true;
                     break;
                 }
-                Ok(n) => {
-                    let response = if n > self.buf.len() {
-                        Response::Error(format!("request larger than {MAX_MESSAGE_LEN} bytes"))
+                Ok((n, fds, cred, truncated)) => {
+                    let message = self.buf.get(..n).unwrap_or(&[]);
+                    let (id, body) = control::split_id(message);
+                    let (response, passed) = if truncated {
+                        (
+                            Response::Error(format!(
+                                "request larger than {MAX_MESSAGE_LEN} bytes or with more than {MAX_REQUEST_FDS} descriptors"
+                            )),
+                            None,
+                        )
                     } else {
-                        match Request::decode(&self.buf[..n]) {
-                            Ok(request) => handle(request),
-                            Err(e) => Response::Error(e.to_string()),
+                        match Request::decode(body) {
+                            Ok(request) => handle(request, fds, cred),
+                            Err(e) => (Response::Error(e.to_string()), None),
                         }
                     };
-                    let reply = response.encode();
-                    if socket::send(client.fd.as_raw_fd(), &reply, MsgFlags::MSG_NOSIGNAL).is_err() {
+                    let reply = control::with_id(id, response.encode());
+                    let iov = [IoSlice::new(&reply)];
+                    let passed_raw: Vec<RawFd> = passed.iter().map(|fd| fd.as_raw_fd()).collect();
+                    let rights = [ControlMessage::ScmRights(&passed_raw)];
+                    let cmsgs: &[ControlMessage] = if passed.is_some() { &rights } else { &[] };
+                    if socket::sendmsg::<()>(
+                        client.fd.as_raw_fd(),
+                        &iov,
+                        cmsgs,
+                        MsgFlags::MSG_NOSIGNAL | MsgFlags::MSG_DONTWAIT,
+                        None,
+                    )
+                    .is_err()
+                    {
                         drop_client = true;
                         break;
                     }
@@ -160,7 +244,7 @@ impl ControlServer {
         if drop_client {
             if let Some(client) = self.clients.remove(&token) {
                 let _ = registry.deregister(&mut SourceFd(&client.fd.as_fd().as_raw_fd()));
-                tracing::debug!(pid = client.pid, "control client gone");
+                tracing::debug!(pid = client.cred.pid, "control client gone");
             }
         }
     }

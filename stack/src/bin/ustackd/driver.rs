@@ -17,7 +17,8 @@ use ustack::control::{Request, Response};
 use ustack::host::Host;
 use ustack::time::Instant;
 
-use crate::control_server::ControlServer;
+use crate::control_server::{Caller, ControlServer};
+use crate::sockets::AppSockets;
 
 const TAP: Token = Token(0);
 const SIGNALS: Token = Token(1);
@@ -31,12 +32,16 @@ const MAX_FRAMES_PER_TURN: usize = 256;
 const RX_BATCH: usize = 32;
 /// When the device refuses a frame, retry after this long rather than spin.
 const TX_RETRY: Duration = Duration::from_millis(1);
+/// Rounds of "move socket data, poll the host" per turn: loopback traffic between two
+/// programs on the stack settles within a few; the rest waits for the next turn.
+const MAX_PUMP_ROUNDS: usize = 16;
 
 pub struct Driver {
     pub device: Box<dyn Device>,
     pub device_fd: i32,
     pub host: Host,
     pub control: ControlServer,
+    pub sockets: AppSockets,
     pub signals: SignalFd,
     pub clock: Clock,
 }
@@ -80,10 +85,12 @@ impl Driver {
         let mut device_backlog = true;
         // The device refused a frame last turn: retry after a pause instead of spinning.
         let mut device_full = false;
+        // Socket work was left over last turn: do not sleep.
+        let mut sockets_busy = false;
 
         loop {
             let now = self.clock.now();
-            let timeout = if device_backlog {
+            let timeout = if device_backlog || sockets_busy {
                 Some(Duration::ZERO)
             } else if device_full {
                 Some(TX_RETRY)
@@ -108,10 +115,13 @@ impl Driver {
                         }
                     }
                     CONTROL_LISTENER => self.control.accept_all(poll.registry()),
+                    token if AppSockets::owns(token) => self.sockets.on_event(token, event),
                     token if self.control.owns(token) => {
-                        let host = &self.host;
-                        self.control.serve(token, poll.registry(), |request| {
-                            handle_request(host, request)
+                        let host = &mut self.host;
+                        let sockets = &mut self.sockets;
+                        let registry = poll.registry();
+                        self.control.serve(token, registry, |request, fds, caller| {
+                            handle_request(host, sockets, registry, stamp, request, fds, caller)
                         });
                     }
                     _ => {}
@@ -128,7 +138,9 @@ impl Driver {
                     let count = match self.device.recv_batch(now, &mut rx_bufs, &mut rx_lens) {
                         Ok(n) => n,
                         Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                        Err(e) => return Err(io::Error::new(e.kind(), format!("reading the TAP: {e}"))),
+                        Err(e) => {
+                            return Err(io::Error::new(e.kind(), format!("reading the TAP: {e}")))
+                        }
                     };
                     for (buf, &len) in rx_bufs.iter().zip(&rx_lens).take(count) {
                         self.host.receive_frame(stamp, &buf[..len]);
@@ -141,7 +153,21 @@ impl Driver {
                 device_backlog = frames >= MAX_FRAMES_PER_TURN;
             }
 
+            // Socket data and loopback traffic feed each other: alternate until quiet.
+            self.sockets
+                .pump(self.host.tcp_mut(), poll.registry(), stamp);
             self.host.poll(stamp);
+            sockets_busy = true;
+            for _ in 0..MAX_PUMP_ROUNDS {
+                if !self
+                    .sockets
+                    .pump(self.host.tcp_mut(), poll.registry(), stamp)
+                {
+                    sockets_busy = self.sockets.is_busy();
+                    break;
+                }
+                self.host.poll(stamp);
+            }
             device_full = !self.flush_device(now)?;
         }
     }
@@ -152,26 +178,28 @@ impl Driver {
         let device = &mut self.device;
         let mut failure = None;
         let mut refused = false;
-        self.host.transmit(&mut |frame| match device.send(now, frame) {
-            Ok(()) => true,
-            Err(e)
-                if e.kind() == io::ErrorKind::WouldBlock
-                    || e.kind() == io::ErrorKind::Interrupted =>
-            {
-                refused = true;
-                false
-            }
-            Err(e) => {
-                // A frame the device rejects (e.g. EINVAL on a bad size) is dropped, not retried
-                // forever; a vanished device is fatal.
-                if e.raw_os_error() == Some(libc::EBADFD) || e.raw_os_error() == Some(libc::EIO) {
-                    failure = Some(e);
-                    return false;
+        self.host
+            .transmit(&mut |frame| match device.send(now, frame) {
+                Ok(()) => true,
+                Err(e)
+                    if e.kind() == io::ErrorKind::WouldBlock
+                        || e.kind() == io::ErrorKind::Interrupted =>
+                {
+                    refused = true;
+                    false
                 }
-                tracing::warn!("TAP write failed, frame dropped: {e}");
-                true
-            }
-        });
+                Err(e) => {
+                    // A frame the device rejects (e.g. EINVAL on a bad size) is dropped, not retried
+                    // forever; a vanished device is fatal.
+                    if e.raw_os_error() == Some(libc::EBADFD) || e.raw_os_error() == Some(libc::EIO)
+                    {
+                        failure = Some(e);
+                        return false;
+                    }
+                    tracing::warn!("TAP write failed, frame dropped: {e}");
+                    true
+                }
+            });
         match failure {
             Some(e) => Err(io::Error::new(e.kind(), format!("writing the TAP: {e}"))),
             None => Ok(!refused),
@@ -190,13 +218,30 @@ impl Driver {
     }
 }
 
-fn handle_request(host: &Host, request: Request) -> Response {
+fn handle_request(
+    host: &mut Host,
+    sockets: &mut AppSockets,
+    registry: &mio::Registry,
+    now: Instant,
+    request: Request,
+    fds: Vec<std::os::fd::OwnedFd>,
+    caller: Caller,
+) -> (Response, Option<std::os::fd::OwnedFd>) {
     match request {
-        Request::Stats => Response::Stats(
-            host.counters()
+        Request::Stats => {
+            let mut counters: Vec<(String, u64)> = host
+                .counters()
                 .into_iter()
                 .map(|(name, value)| (name.to_string(), value))
-                .collect(),
-        ),
+                .collect();
+            counters.extend(
+                sockets
+                    .counters()
+                    .into_iter()
+                    .map(|(name, value)| (name.to_string(), value)),
+            );
+            (Response::Stats(counters), None)
+        }
+        request => sockets.handle(request, fds, caller, host, registry, now),
     }
 }

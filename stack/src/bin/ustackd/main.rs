@@ -3,6 +3,7 @@
 mod args;
 mod control_server;
 mod driver;
+mod sockets;
 
 use std::process::ExitCode;
 
@@ -109,6 +110,7 @@ fn run(args: Args) -> Result<(), String> {
         device_fd,
         host,
         control,
+        sockets: sockets::AppSockets::new(rand::random()),
         signals,
         clock,
     };
