@@ -3,7 +3,7 @@
 # Debian packages: kernel-side peers and tools the end-to-end tests drive.
 set -euo pipefail
 
-packages=(tcpdump iputils-ping iproute2 netcat-openbsd socat iperf3 nftables python3 gcc make)
+packages=(tcpdump iputils-ping iproute2 netcat-openbsd socat iperf3 nftables curl util-linux python3 gcc make)
 missing=()
 for pkg in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

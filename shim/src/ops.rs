@@ -382,7 +382,14 @@ pub fn connect(fd: c_int, addr: *const sockaddr, len: socklen_t) -> OpResult<c_i
     table::set_role(fd, Role::Stream);
     // The daemon now waits for the filler: until the handshake completes the fd is not
     // writable; completion discards it (POLLOUT), failure closes the pair (POLLERR|POLLHUP).
-    write_filler(fd, filler)?;
+    match write_filler(fd, filler) {
+        Ok(()) => {}
+        // The attempt already failed (refused over the stack's loopback, within the same
+        // daemon turn) and the daemon closed the pair to say so: the outcome is read below,
+        // or by the program through poll and SO_ERROR, as usual.
+        Err(Fail::Errno(libc::EPIPE | libc::ECONNRESET)) => {}
+        Err(e) => return Err(e),
+    }
     if status_flags(fd)? & libc::O_NONBLOCK != 0 {
         return Err(Fail::Errno(libc::EINPROGRESS));
     }

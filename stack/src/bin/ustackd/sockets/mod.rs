@@ -42,7 +42,7 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
 use mio::unix::SourceFd;
 use mio::{Interest, Registry, Token};
-use ustack::control::{AcceptRecord, Family, Request, Response, Role, SockKind, TcpInfoValues};
+use ustack::control::{Family, Request, Response, Role, SockKind, TcpInfoValues};
 use ustack::host::Host;
 use ustack::tcp::connection::{ConnectionError, State};
 use ustack::tcp::layer::{ConnHandle, ConnectError, ListenerHandle, TcpLayer};
@@ -155,11 +155,10 @@ enum SockState {
         /// `None` for an IPv6-only listener: the stack speaks IPv4 only.
         handle: Option<ListenerHandle>,
     },
+    /// The handshake is under way; `skip` includes the filler the shim writes.
     Connecting {
         handle: ConnHandle,
         peer: SocketAddrV4,
-        /// Filler bytes the shim writes after the sentinel.
-        filler: usize,
     },
     Connected(Box<Stream>),
     /// The pair was closed (error delivered, or the program disconnected).
@@ -647,7 +646,7 @@ impl AppSockets {
         Ok(local)
     }
 
-    fn listen(&mut self, idx: usize, _backlog: i32, tcp: &mut TcpLayer) -> Response {
+    fn listen(&mut self, idx: usize, backlog: i32, tcp: &mut TcpLayer) -> Response {
         let Some(sock) = self.slot(idx) else {
             return Response::Errno(libc::EBADF);
         };
@@ -691,7 +690,7 @@ impl AppSockets {
                 Some(handle) => Some(handle),
                 None => {
                     // Linux clamps the backlog to somaxconn; the TCP layer does the same.
-                    let backlog = usize::try_from(_backlog).unwrap_or(usize::MAX);
+                    let backlog = usize::try_from(backlog).unwrap_or(usize::MAX);
                     match tcp.listen(local, backlog, sock.opts.tcp.clone()) {
                         Ok(handle) => Some(handle),
                         Err(_) => return Response::Errno(libc::EADDRINUSE),
@@ -837,7 +836,6 @@ impl AppSockets {
             sock.state = SockState::Connecting {
                 handle,
                 peer: remote,
-                filler,
             };
         }
         self.busy = true;
@@ -1091,9 +1089,4 @@ fn may_bind_privileged(caller: Caller) -> bool {
         .find_map(|line| line.strip_prefix("CapEff:"))
         .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
         .is_some_and(|caps| caps & (1 << CAP_NET_BIND_SERVICE) != 0)
-}
-
-/// The record a listener's pair carries for a connection.
-fn accept_record(peer: SocketAddrV4, local: SocketAddrV4) -> AcceptRecord {
-    AcceptRecord { peer, local }
 }

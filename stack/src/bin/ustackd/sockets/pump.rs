@@ -9,15 +9,13 @@ use std::os::fd::{AsFd, OwnedFd};
 
 use mio::Registry;
 use nix::errno::Errno;
-use ustack::control::{Family, SockKind, SENTINEL};
+use ustack::control::{AcceptRecord, Family, SockKind, SENTINEL};
 use ustack::tcp::connection::{RecvError, SendError, State};
 use ustack::tcp::layer::{ConnHandle, ListenerHandle, TcpLayer};
 use ustack::time::Instant;
 
 use super::ports::Binding;
-use super::{
-    accept_record, errno_of, sys, AppSockets, ByteQueue, PairFlags, Sock, SockState, Stream,
-};
+use super::{errno_of, sys, AppSockets, ByteQueue, PairFlags, Sock, SockState, Stream};
 
 /// Bytes moved per read or write call, and the most held in each direction per connection.
 pub const CHUNK: usize = 64 * 1024;
@@ -76,9 +74,9 @@ impl AppSockets {
                 }
                 false
             }
-            SockState::Connecting { handle, filler, .. } => {
-                let (handle, filler) = (*handle, *filler);
-                self.pump_connecting(idx, handle, filler, tcp, registry)
+            SockState::Connecting { handle, .. } => {
+                let handle = *handle;
+                self.pump_connecting(idx, handle, tcp, registry)
             }
             SockState::Connected(_) => self.pump_stream(idx, tcp, registry),
         }
@@ -123,7 +121,6 @@ impl AppSockets {
         &mut self,
         idx: usize,
         handle: ConnHandle,
-        filler: usize,
         tcp: &mut TcpLayer,
         registry: &Registry,
     ) -> bool {
@@ -162,7 +159,6 @@ impl AppSockets {
         if sys::discard(pair.as_fd(), sock.skip - 1, &mut self.scratch).is_err() {
             return false;
         }
-        let _ = filler;
         sock.skip = 1;
         let peer = match &sock.state {
             SockState::Connecting { peer, .. } => *peer,
@@ -287,7 +283,7 @@ impl AppSockets {
         let Some(local) = tcp.connection(conn).map(|c| c.local()) else {
             return Delivery::Failed;
         };
-        let record = accept_record(peer, local).to_bytes();
+        let record = AcceptRecord { peer, local }.to_bytes();
         match sys::send_with_fd(listener_pair.as_fd(), &record, conn_app.as_fd()) {
             Ok(n) if n == record.len() => {}
             Ok(_) => return Delivery::Failed,
