@@ -204,10 +204,15 @@ impl Cubic {
         } else {
             cwnd
         };
-        // RFC 9438 4.6: ssthresh = flight_size * beta_cubic, at least 2 segments;
-        // cwnd_prior = cwnd.
-        let reduced = bytes_in_flight / BETA_CUBIC_DEN * BETA_CUBIC_NUM
-            + bytes_in_flight % BETA_CUBIC_DEN * BETA_CUBIC_NUM / BETA_CUBIC_DEN;
+        // RFC 9438 4.6: ssthresh = flight_size * beta_cubic, at least 2 segments, where the
+        // RFC lets an implementation use cwnd instead if cwnd cannot grow while the flight is
+        // smaller (our `is_cwnd_limited`). Linux does (`cubictcp_recalc_ssthresh`), and it
+        // matters: an application-limited sender's flight at the moment of a loss can be a
+        // few segments, and basing ssthresh on it collapses the window for the whole
+        // recovery. `bytes_in_flight` still bounds it from below.
+        let base = self.cwnd.max(bytes_in_flight);
+        let reduced = base / BETA_CUBIC_DEN * BETA_CUBIC_NUM
+            + base % BETA_CUBIC_DEN * BETA_CUBIC_NUM / BETA_CUBIC_DEN;
         self.ssthresh = reduced.max(self.mss.saturating_mul(2));
         self.cwnd_prior = self.cwnd;
         self.epoch = None;
@@ -384,9 +389,12 @@ mod tests {
         cc.on_fast_retransmit(Instant::ZERO, 80 * MSS);
         assert!((cc.w_max() - 80.0 * MSS as f64 * 0.85).abs() < 1e-6);
         assert_eq!(cc.window(), 56 * MSS);
-        // ssthresh comes from the flight, not cwnd, and never below 2 segments.
+        // ssthresh comes from cwnd (as in Linux), not from a smaller application-limited
+        // flight...
         cc.on_fast_retransmit(Instant::ZERO, 10 * MSS);
-        assert_eq!(cc.ssthresh(), 7 * MSS);
+        assert_eq!(cc.ssthresh(), 56 * MSS * 7 / 10);
+        // ...and is never below 2 segments.
+        cc.cwnd = 2 * MSS;
         cc.on_fast_retransmit(Instant::ZERO, MSS);
         assert_eq!(cc.ssthresh(), 2 * MSS);
     }
