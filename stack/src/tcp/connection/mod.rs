@@ -342,7 +342,12 @@ impl Connection {
             irs: SeqNumber(0),
             rcv_nxt: SeqNumber(0),
             rcv_adv: SeqNumber(0),
-            rcv_wscale: 0,
+            // What we offer (RFC 7323 2.3: at most 14); reset to 0 if the peer does not scale.
+            rcv_wscale: if cfg.window_scaling {
+                cfg.window_scale.min(14)
+            } else {
+                0
+            },
             recv_buf: RecvBuffer::with_capacity(opts.recv_buffer),
             peer_fin: None,
             fin_received: false,
@@ -405,7 +410,7 @@ impl Connection {
         ts_offset: u32,
         now: Instant,
     ) -> Connection {
-        let mut conn = Connection::new(
+        Connection::new(
             cfg,
             opts,
             local,
@@ -414,14 +419,7 @@ impl Connection {
             ts_offset,
             now,
             State::SynSent,
-        );
-        // What we offer; reset to 0 if the peer does not scale (RFC 7323 2.2).
-        conn.rcv_wscale = if cfg.window_scaling {
-            cfg.window_scale.min(14)
-        } else {
-            0
-        };
-        conn
+        )
     }
 
     /// Passive open: a listener received `syn` (RFC 9293 3.10.7.2). The connection starts in
@@ -447,11 +445,6 @@ impl Connection {
             now,
             State::SynReceived,
         );
-        conn.rcv_wscale = if cfg.window_scaling {
-            cfg.window_scale.min(14)
-        } else {
-            0
-        };
         conn.irs = syn.seq;
         conn.rcv_nxt = syn.seq + 1;
         conn.rcv_adv = conn.rcv_nxt;
@@ -489,11 +482,6 @@ impl Connection {
             now,
             State::SynReceived,
         );
-        conn.rcv_wscale = if cfg.window_scaling {
-            cfg.window_scale.min(14)
-        } else {
-            0
-        };
         conn.irs = handshake.irs;
         conn.rcv_nxt = handshake.irs + 1;
         conn.rcv_adv = conn.rcv_nxt;
