@@ -22,8 +22,8 @@
 use std::time::Duration;
 
 use super::{
-    initial_window, is_cwnd_limited, rescale_bytes, restart_window, sane_mss, slow_start,
-    CongestionControl, INITIAL_SSTHRESH,
+    grow_in_slow_start, initial_window, rescale_bytes, restart_window, sane_mss, CongestionControl,
+    INITIAL_SSTHRESH,
 };
 use crate::time::Instant;
 
@@ -247,19 +247,16 @@ impl CongestionControl for Cubic {
         }
         self.pristine = false;
         self.in_rto_backoff = false;
-        // RFC 9438 5.8: no growth while the sender is not using the window.
-        if !is_cwnd_limited(self.cwnd, bytes_in_flight, acked) {
+        // RFC 9438 4.10 / RFC 5681 3.1: slow start, and only when the window is in use.
+        let acked = grow_in_slow_start(
+            &mut self.cwnd,
+            self.ssthresh,
+            acked,
+            self.mss,
+            bytes_in_flight,
+        );
+        if acked == 0 {
             return;
-        }
-        let mut acked = acked;
-        if self.cwnd < self.ssthresh {
-            // RFC 9438 4.10: slow start as in RFC 5681.
-            let (cwnd, left_over) = slow_start(self.cwnd, self.ssthresh, acked, self.mss);
-            self.cwnd = cwnd;
-            acked = left_over;
-            if acked == 0 {
-                return;
-            }
         }
         self.congestion_avoidance(now, acked);
     }

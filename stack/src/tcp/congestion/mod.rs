@@ -167,6 +167,27 @@ pub(crate) fn is_cwnd_limited(cwnd: usize, bytes_in_flight: usize, acked: usize)
     bytes_in_flight.saturating_add(acked).saturating_mul(2) >= cwnd
 }
 
+/// The part of an ACK's growth both controllers share: nothing while the window is not being
+/// used (RFC 7661, RFC 9438 5.8), then slow start up to ssthresh (RFC 5681 3.1). Returns the
+/// acknowledged bytes left for congestion avoidance (0: nothing more to do).
+pub(crate) fn grow_in_slow_start(
+    cwnd: &mut usize,
+    ssthresh: usize,
+    acked: usize,
+    mss: usize,
+    bytes_in_flight: usize,
+) -> usize {
+    if !is_cwnd_limited(*cwnd, bytes_in_flight, acked) {
+        return 0;
+    }
+    if *cwnd >= ssthresh {
+        return acked;
+    }
+    let (grown, left_over) = slow_start(*cwnd, ssthresh, acked, mss);
+    *cwnd = grown;
+    left_over
+}
+
 /// RFC 5681 eq. 4: ssthresh = max(FlightSize / 2, 2*SMSS).
 pub(crate) fn reno_ssthresh(bytes_in_flight: usize, mss: usize) -> usize {
     (bytes_in_flight / 2).max(mss.saturating_mul(2))

@@ -12,8 +12,8 @@
 use std::time::Duration;
 
 use super::{
-    initial_window, is_cwnd_limited, reno_ssthresh, rescale_bytes, restart_window, sane_mss,
-    slow_start, CongestionControl, INITIAL_SSTHRESH,
+    grow_in_slow_start, initial_window, reno_ssthresh, rescale_bytes, restart_window, sane_mss,
+    CongestionControl, INITIAL_SSTHRESH,
 };
 use crate::time::Instant;
 
@@ -71,18 +71,16 @@ impl CongestionControl for Reno {
         }
         self.pristine = false;
         self.in_rto_backoff = false;
-        if !is_cwnd_limited(self.cwnd, bytes_in_flight, acked) {
+        // RFC 9438 4.10 / RFC 5681 3.1: slow start, and only when the window is in use.
+        let acked = grow_in_slow_start(
+            &mut self.cwnd,
+            self.ssthresh,
+            acked,
+            self.mss,
+            bytes_in_flight,
+        );
+        if acked == 0 {
             return;
-        }
-        let mut acked = acked;
-        if self.cwnd < self.ssthresh {
-            // RFC 5681 3.1: slow start while cwnd < ssthresh.
-            let (cwnd, left_over) = slow_start(self.cwnd, self.ssthresh, acked, self.mss);
-            self.cwnd = cwnd;
-            acked = left_over;
-            if acked == 0 {
-                return;
-            }
         }
         // RFC 3465 2.1: congestion avoidance by byte counting. When bytes_acked reaches cwnd,
         // subtract cwnd and grow by one SMSS (at most once per ACK, so at most once per RTT).
