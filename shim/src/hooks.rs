@@ -10,7 +10,7 @@
 use libc::{c_int, c_ulong, c_void, iovec, msghdr, size_t, sockaddr, socklen_t, ssize_t};
 
 use crate::guard::{enter, Fail};
-use crate::{ops, real, table};
+use crate::{dgram, ops, real, table};
 
 #[no_mangle]
 pub unsafe extern "C" fn socket(domain: c_int, ty: c_int, protocol: c_int) -> c_int {
@@ -75,13 +75,7 @@ pub unsafe extern "C" fn shutdown(fd: c_int, how: c_int) -> c_int {
 
 #[no_mangle]
 pub unsafe extern "C" fn close(fd: c_int) -> c_int {
-    enter(
-        || {
-            table::remove(fd);
-            Err(Fail::Pass)
-        },
-        || unsafe { real::close(fd) },
-    )
+    enter(|| ops::close(fd), || unsafe { real::close(fd) })
 }
 
 #[no_mangle]
@@ -131,7 +125,10 @@ pub unsafe extern "C" fn setsockopt(
 #[no_mangle]
 pub unsafe extern "C" fn send(fd: c_int, buf: *const c_void, len: size_t, flags: c_int) -> ssize_t {
     enter(
-        || ops::send(fd, buf, len, flags),
+        || match dgram::entry(fd) {
+            Some(e) => dgram::send_buf(fd, e, buf, len, flags, std::ptr::null(), 0),
+            None => ops::send(fd, buf, len, flags),
+        },
         || unsafe { real::send(fd, buf, len, flags) },
     )
 }
@@ -146,7 +143,10 @@ pub unsafe extern "C" fn sendto(
     alen: socklen_t,
 ) -> ssize_t {
     enter(
-        || ops::send(fd, buf, len, flags),
+        || match dgram::entry(fd) {
+            Some(e) => dgram::send_buf(fd, e, buf, len, flags, addr, alen),
+            None => ops::send(fd, buf, len, flags),
+        },
         || unsafe { real::sendto(fd, buf, len, flags, addr, alen) },
     )
 }
@@ -154,7 +154,10 @@ pub unsafe extern "C" fn sendto(
 #[no_mangle]
 pub unsafe extern "C" fn sendmsg(fd: c_int, msg: *const msghdr, flags: c_int) -> ssize_t {
     enter(
-        || ops::sendmsg(fd, msg, flags),
+        || match dgram::entry(fd) {
+            Some(e) => dgram::sendmsg(fd, e, msg, flags),
+            None => ops::sendmsg(fd, msg, flags),
+        },
         || unsafe { real::sendmsg(fd, msg, flags) },
     )
 }
@@ -163,6 +166,9 @@ pub unsafe extern "C" fn sendmsg(fd: c_int, msg: *const msghdr, flags: c_int) ->
 pub unsafe extern "C" fn recv(fd: c_int, buf: *mut c_void, len: size_t, flags: c_int) -> ssize_t {
     enter(
         || {
+            if let Some(e) = dgram::entry(fd) {
+                return dgram::read_buf(fd, e, buf, len, flags);
+            }
             ops::data_call(fd, false, flags)?;
             if len == 0 {
                 return ops::recv_empty(fd, flags);
@@ -184,6 +190,9 @@ pub unsafe extern "C" fn recvfrom(
 ) -> ssize_t {
     enter(
         || {
+            if let Some(e) = dgram::entry(fd) {
+                return dgram::recv_buf(fd, e, buf, len, flags, addr, alen);
+            }
             ops::data_call(fd, false, flags)?;
             if len == 0 {
                 return ops::recv_empty(fd, flags);
@@ -197,7 +206,10 @@ pub unsafe extern "C" fn recvfrom(
 #[no_mangle]
 pub unsafe extern "C" fn recvmsg(fd: c_int, msg: *mut msghdr, flags: c_int) -> ssize_t {
     enter(
-        || ops::data_call(fd, false, flags).and(Err(Fail::Pass)),
+        || match dgram::entry(fd) {
+            Some(e) => dgram::recvmsg(fd, e, msg, flags),
+            None => ops::data_call(fd, false, flags).and(Err(Fail::Pass)),
+        },
         || unsafe { real::recvmsg(fd, msg, flags) },
     )
 }
@@ -205,7 +217,10 @@ pub unsafe extern "C" fn recvmsg(fd: c_int, msg: *mut msghdr, flags: c_int) -> s
 #[no_mangle]
 pub unsafe extern "C" fn read(fd: c_int, buf: *mut c_void, len: size_t) -> ssize_t {
     enter(
-        || ops::data_call(fd, false, 0).and(Err(Fail::Pass)),
+        || match dgram::entry(fd) {
+            Some(e) => dgram::read_buf(fd, e, buf, len, 0),
+            None => ops::data_call(fd, false, 0).and(Err(Fail::Pass)),
+        },
         || unsafe { real::read(fd, buf, len) },
     )
 }
@@ -213,7 +228,10 @@ pub unsafe extern "C" fn read(fd: c_int, buf: *mut c_void, len: size_t) -> ssize
 #[no_mangle]
 pub unsafe extern "C" fn write(fd: c_int, buf: *const c_void, len: size_t) -> ssize_t {
     enter(
-        || ops::data_call(fd, true, 0).and(Err(Fail::Pass)),
+        || match dgram::entry(fd) {
+            Some(e) => dgram::send_buf(fd, e, buf, len, 0, std::ptr::null(), 0),
+            None => ops::data_call(fd, true, 0).and(Err(Fail::Pass)),
+        },
         || unsafe { real::write(fd, buf, len) },
     )
 }
@@ -221,7 +239,13 @@ pub unsafe extern "C" fn write(fd: c_int, buf: *const c_void, len: size_t) -> ss
 #[no_mangle]
 pub unsafe extern "C" fn readv(fd: c_int, iov: *const iovec, count: c_int) -> ssize_t {
     enter(
-        || ops::data_call(fd, false, 0).and(Err(Fail::Pass)),
+        || match dgram::entry(fd) {
+            Some(_) => {
+                let iov = dgram::read_iovecs(iov, dgram::iovec_count(count)?)?;
+                Ok(dgram::recv(fd, &iov, 0)?.len)
+            }
+            None => ops::data_call(fd, false, 0).and(Err(Fail::Pass)),
+        },
         || unsafe { real::readv(fd, iov, count) },
     )
 }
@@ -229,7 +253,13 @@ pub unsafe extern "C" fn readv(fd: c_int, iov: *const iovec, count: c_int) -> ss
 #[no_mangle]
 pub unsafe extern "C" fn writev(fd: c_int, iov: *const iovec, count: c_int) -> ssize_t {
     enter(
-        || ops::data_call(fd, true, 0).and(Err(Fail::Pass)),
+        || match dgram::entry(fd) {
+            Some(e) => {
+                let iov = dgram::read_iovecs(iov, dgram::iovec_count(count)?)?;
+                dgram::send(fd, e, &iov, 0, std::ptr::null(), 0)
+            }
+            None => ops::data_call(fd, true, 0).and(Err(Fail::Pass)),
+        },
         || unsafe { real::writev(fd, iov, count) },
     )
 }
@@ -246,6 +276,9 @@ pub unsafe extern "C" fn __recv_chk(
         || {
             if len > buflen {
                 return Err(Fail::Pass); // the real one reports the overflow
+            }
+            if let Some(e) = dgram::entry(fd) {
+                return dgram::read_buf(fd, e, buf, len, flags);
             }
             ops::data_call(fd, false, flags)?;
             if len == 0 {
@@ -272,6 +305,9 @@ pub unsafe extern "C" fn __recvfrom_chk(
             if len > buflen {
                 return Err(Fail::Pass);
             }
+            if let Some(e) = dgram::entry(fd) {
+                return dgram::recv_buf(fd, e, buf, len, flags, addr, alen);
+            }
             ops::data_call(fd, false, flags)?;
             if len == 0 {
                 return ops::recv_empty(fd, flags);
@@ -293,6 +329,9 @@ pub unsafe extern "C" fn __read_chk(
         || {
             if len > buflen {
                 return Err(Fail::Pass);
+            }
+            if let Some(e) = dgram::entry(fd) {
+                return dgram::read_buf(fd, e, buf, len, 0);
             }
             ops::data_call(fd, false, 0).and(Err(Fail::Pass))
         },

@@ -5,16 +5,19 @@
 //! daemon boundary"): the program's fd is a real kernel descriptor, so reads, writes, poll,
 //! select, epoll, fork, dup, exec and sendfile work natively, and only operations that name
 //! addresses, options or state go to the daemon, as requests on a per-thread control
-//! connection (`conn`). Everything else — AF_UNIX, netlink, UDP (the stack has no UDP sockets
-//! yet), files — passes straight to libc.
+//! connection (`conn`). A UDP socket is a SOCK_SEQPACKET pair carrying one record per
+//! datagram behind a small address header (`dgram`). Everything else — AF_UNIX, netlink,
+//! raw sockets, files — passes straight to libc.
 //!
 //! Layout: `real` (the libc functions, resolved once), `guard` (re-entrancy, panics, errno),
-//! `hooks` (the exported C functions, thin), `ops` (what they do), `table` (the fd table),
-//! `addr` (socket addresses, EFAULT-safe copies), `conn` (the control connection), `log`.
+//! `hooks` (the exported C functions, thin), `ops` (what they do), `dgram` (UDP data calls),
+//! `table` (the fd table), `addr` (socket addresses, EFAULT-safe copies), `conn` (the control
+//! connection), `log`.
 #![allow(clippy::missing_safety_doc)] // hooks.rs states the contract once for all of them
 
 mod addr;
 mod conn;
+mod dgram;
 mod guard;
 mod hooks;
 mod log;

@@ -144,15 +144,14 @@ pub fn socket(domain: c_int, ty: c_int, protocol: c_int) -> OpResult<c_int> {
     };
     let flags = ty & (libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC);
     let base = ty & !(libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC);
-    // UDP, raw sockets and invalid combinations stay with the kernel (which also produces
-    // the errors for bad types, protocols and flags).
-    if base != libc::SOCK_STREAM || !(protocol == 0 || protocol == libc::IPPROTO_TCP) {
-        return Err(Fail::Pass);
-    }
-    let request = Request::Socket {
-        family,
-        kind: SockKind::Stream,
+    // Raw sockets and invalid combinations stay with the kernel (which also produces the
+    // errors for bad types, protocols and flags).
+    let (kind, role) = match (base, protocol) {
+        (libc::SOCK_STREAM, 0 | libc::IPPROTO_TCP) => (SockKind::Stream, Role::Unconnected),
+        (libc::SOCK_DGRAM, 0 | libc::IPPROTO_UDP) => (SockKind::Dgram, Role::Datagram),
+        _ => return Err(Fail::Pass),
     };
+    let request = Request::Socket { family, kind };
     let app = match conn::call_fd(&request, &[]).map_err(errno_of_conn)? {
         (Response::Ok, Some(app)) => app,
         (response, passed) => {
@@ -171,14 +170,7 @@ pub fn socket(domain: c_int, ty: c_int, protocol: c_int) -> OpResult<c_int> {
         close_quietly(app);
         return Err(e);
     }
-    table::insert(
-        app,
-        Entry {
-            family,
-            kind: SockKind::Stream,
-            role: Role::Unconnected,
-        },
-    );
+    table::insert(app, Entry { family, kind, role });
     Ok(app)
 }
 
@@ -189,6 +181,9 @@ pub fn bind(fd: c_int, addr: *const sockaddr, len: socklen_t) -> OpResult<c_int>
         Target::V6Native | Target::Unspec => return Err(Fail::Errno(libc::EADDRNOTAVAIL)),
     };
     expect_ok(ask(fd, &Request::Bind { addr, v4_mapped })?)?;
+    if entry.role == Role::Datagram {
+        table::set_role(fd, Role::BoundDatagram);
+    }
     Ok(0)
 }
 
@@ -271,6 +266,9 @@ pub fn accept(
     flags: c_int,
 ) -> OpResult<c_int> {
     let entry = ours(fd)?;
+    if entry.kind == SockKind::Dgram {
+        return Err(Fail::Errno(libc::EOPNOTSUPP));
+    }
     if flags & !(libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC) != 0 {
         return Err(Fail::Errno(libc::EINVAL));
     }
@@ -357,6 +355,9 @@ fn received_fd(msg: &libc::msghdr) -> Option<c_int> {
 
 pub fn connect(fd: c_int, addr: *const sockaddr, len: socklen_t) -> OpResult<c_int> {
     let entry = ours(fd)?;
+    if entry.kind == SockKind::Dgram {
+        return connect_datagram(fd, entry, addr, len);
+    }
     let remote = match addr::parse_connect(entry.family, addr, len)? {
         Target::Unspec => {
             expect_ok(ask(fd, &Request::Disconnect)?)?;
@@ -394,6 +395,35 @@ pub fn connect(fd: c_int, addr: *const sockaddr, len: socklen_t) -> OpResult<c_i
         return Err(Fail::Errno(libc::EINPROGRESS));
     }
     wait_connected(fd, remote, filler)
+}
+
+/// connect() on UDP: sets (or with AF_UNSPEC dissolves) the default peer; no handshake.
+fn connect_datagram(
+    fd: c_int,
+    entry: Entry,
+    addr: *const sockaddr,
+    len: socklen_t,
+) -> OpResult<c_int> {
+    let remote = match addr::parse_connect(entry.family, addr, len)? {
+        Target::Unspec => {
+            let role = match ask(fd, &Request::Disconnect)? {
+                Response::Addr(local) if local.port() != 0 => Role::BoundDatagram,
+                Response::Addr(_) => Role::Datagram,
+                other => return expect_ok(other).map(|()| 0),
+            };
+            table::set_role(fd, role);
+            return Ok(0);
+        }
+        Target::V6Native => return Err(Fail::Errno(libc::ENETUNREACH)),
+        Target::V4 { addr, .. } => addr,
+    };
+    let request = Request::Connect {
+        addr: remote,
+        filler: 0,
+    };
+    expect_ok(ask(fd, &request)?)?;
+    table::set_role(fd, Role::ConnectedDatagram);
+    Ok(0)
 }
 
 /// Blocking connect: waits for the outcome on the fd itself, honouring SO_SNDTIMEO (then
@@ -505,10 +535,19 @@ pub fn getsockopt(
     value: *mut c_void,
     len: *mut socklen_t,
 ) -> OpResult<c_int> {
-    let _entry = ours(fd)?;
+    let entry = ours(fd)?;
     if is_timeout_option(level, name) {
         // Set on the fd itself, where the kernel applies them to reads and writes.
         return Err(Fail::Pass);
+    }
+    if entry.kind == SockKind::Dgram && (level, name) == (libc::SOL_SOCKET, libc::SO_ERROR) {
+        let errno = crate::dgram::take_error(fd)?;
+        let room = addr::read_socklen(len)? as usize;
+        let bytes = errno.to_ne_bytes();
+        let n = room.min(bytes.len());
+        addr::write_user(value, bytes.get(..n).unwrap_or(&[]))?;
+        addr::write_socklen(len, n as socklen_t)?;
+        return Ok(0);
     }
     let room = addr::read_socklen(len)?;
     if (room as c_int) < 0 {
@@ -694,6 +733,29 @@ pub fn shutdown(fd: c_int, how: c_int) -> OpResult<c_int> {
     }
 }
 
+/// close(): a socket that holds a port without a connection (UDP, listening or bound TCP)
+/// must free it by the time close() returns, as the kernel's does — a program may bind the
+/// port again at once. So after the real close the daemon is told, and it releases the
+/// socket if that was the last descriptor.
+pub fn close(fd: c_int) -> OpResult<c_int> {
+    let Some(entry) = table::get(fd) else {
+        return Err(Fail::Pass);
+    };
+    table::remove(fd);
+    let holds_port = entry.kind == SockKind::Dgram || entry.role != Role::Stream;
+    let inode = if holds_port { table::inode(fd) } else { None };
+    // SAFETY: closing the caller's descriptor, as it asked.
+    let rc = unsafe { real::close(fd) };
+    if rc != 0 {
+        return Err(Fail::Errno(real::errno()));
+    }
+    if let Some(ino) = inode {
+        // Best effort: without an answer the daemon still sees the hang-up itself.
+        let _ = conn::call(&Request::Closed { ino }, &[]);
+    }
+    Ok(0)
+}
+
 // ----- data -----
 
 /// What a data call on a socket that is not a byte stream (yet) gets.
@@ -718,7 +780,8 @@ pub fn data_call(fd: c_int, writing: bool, flags: c_int) -> OpResult<()> {
         return Err(Fail::Pass);
     };
     match entry.role {
-        Role::Stream => Ok(()),
+        // Datagram sockets take their own path (`dgram`) before this check.
+        Role::Stream | Role::Datagram | Role::BoundDatagram | Role::ConnectedDatagram => Ok(()),
         Role::Unconnected | Role::Listener => Err(not_a_stream(entry, writing, flags)),
     }
 }
@@ -786,6 +849,10 @@ pub fn ioctl(fd: c_int, request: libc::c_ulong, arg: *mut c_void) -> OpResult<c_
     let Some(entry) = table::get(fd) else {
         return Err(Fail::Pass);
     };
+    if entry.kind == SockKind::Dgram && request == libc::FIONREAD {
+        addr::write_user(arg, &crate::dgram::first_datagram_len(fd).to_ne_bytes())?;
+        return Ok(0);
+    }
     match request {
         libc::FIONREAD => match entry.role {
             Role::Listener => Err(Fail::Errno(libc::EINVAL)),
@@ -793,7 +860,7 @@ pub fn ioctl(fd: c_int, request: libc::c_ulong, arg: *mut c_void) -> OpResult<c_
                 addr::write_user(arg, &0i32.to_ne_bytes())?;
                 Ok(0)
             }
-            Role::Stream => Err(Fail::Pass),
+            _ => Err(Fail::Pass),
         },
         libc::TIOCOUTQ => match entry.role {
             Role::Listener => Err(Fail::Errno(libc::EINVAL)),
@@ -811,11 +878,13 @@ pub fn ioctl(fd: c_int, request: libc::c_ulong, arg: *mut c_void) -> OpResult<c_
     }
 }
 
-/// poll(): a TCP socket that is neither connected nor listening reports POLLHUP (and POLLOUT)
-/// on Linux, at once; its socketpair would report only POLLOUT, or block. Only when such a
-/// socket is among the descriptors does the shim step in.
+/// poll(): two kinds of ustack socket need help. A TCP socket that is neither connected nor
+/// listening reports POLLHUP (and POLLOUT) on Linux, at once; its socketpair would report
+/// only POLLOUT, or block. A UDP socket with a pending error reports POLLERR, which its
+/// pair shows as an `Error` record (POLLIN). Only when such sockets are among the
+/// descriptors does the shim step in.
 pub fn poll(fds: *mut libc::pollfd, count: libc::nfds_t, timeout: c_int) -> OpResult<c_int> {
-    if !table::any_unconnected() || count == 0 {
+    if !table::any_needing_poll_help() || count == 0 {
         return Err(Fail::Pass);
     }
     let len = usize::try_from(count).map_err(|_| Fail::Errno(libc::EINVAL))?;
@@ -823,30 +892,49 @@ pub fn poll(fds: *mut libc::pollfd, count: libc::nfds_t, timeout: c_int) -> OpRe
         .checked_mul(std::mem::size_of::<libc::pollfd>())
         .ok_or(Fail::Errno(libc::EINVAL))?;
     let bytes = addr::read_user(fds.cast(), size)?;
-    let entries: Vec<libc::pollfd> = bytes
+    let mut polled: Vec<libc::pollfd> = bytes
         .chunks_exact(std::mem::size_of::<libc::pollfd>())
         // SAFETY: each chunk holds the bytes of one pollfd copied from the caller.
         .map(|chunk| unsafe { std::ptr::read_unaligned(chunk.as_ptr().cast()) })
         .collect();
-    let fresh: Vec<bool> = entries
+    let kinds: Vec<Option<Role>> = polled
         .iter()
-        .map(|p| table::get(p.fd).is_some_and(|e| e.role == Role::Unconnected))
+        .map(|p| table::get(p.fd).map(|e| e.role))
         .collect();
-    if !fresh.contains(&true) {
+    let fresh = |role: &Option<Role>| *role == Some(Role::Unconnected);
+    let datagram = |role: &Option<Role>| {
+        matches!(
+            role,
+            Some(Role::Datagram | Role::BoundDatagram | Role::ConnectedDatagram)
+        )
+    };
+    if !kinds.iter().any(|k| fresh(k) || datagram(k)) {
         return Err(Fail::Pass);
     }
-    let mut polled = entries;
-    // Something is ready now (the fresh socket's POLLHUP): never wait.
+    // Something is ready now (a fresh socket's POLLHUP, an error already queued): never wait.
+    let ready_now = kinds.iter().any(fresh)
+        || polled
+            .iter()
+            .zip(&kinds)
+            .any(|(p, k)| datagram(k) && crate::dgram::head_error_state(p.fd).is_some());
+    let wait = if ready_now { 0 } else { timeout };
     // SAFETY: `polled` is our own array of `count` pollfds.
-    let n = unsafe { real::poll(polled.as_mut_ptr(), count, 0) };
+    let n = unsafe { real::poll(polled.as_mut_ptr(), count, wait) };
     if n < 0 {
         return Err(Fail::Errno(real::errno()));
     }
-    let _ = timeout;
     let mut ready = 0;
-    for (p, &is_fresh) in polled.iter_mut().zip(&fresh) {
-        if is_fresh {
+    for (p, kind) in polled.iter_mut().zip(&kinds) {
+        if fresh(kind) {
             p.revents |= libc::POLLHUP;
+        }
+        if datagram(kind) {
+            if let Some(only_error) = crate::dgram::head_error_state(p.fd) {
+                p.revents |= libc::POLLERR;
+                if only_error {
+                    p.revents &= !(libc::POLLIN | libc::POLLRDNORM);
+                }
+            }
         }
         if p.revents != 0 {
             ready += 1;

@@ -23,35 +23,39 @@ pub struct Entry {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Slot {
     Ours(Entry),
-    /// An AF_UNIX stream socket the daemon does not know, by inode (so a reused fd number is
+    /// An AF_UNIX socket the daemon does not know, by inode (so a reused fd number is
     /// asked about again).
     Foreign(u64),
 }
 
 const SHARDS: usize = 32;
 
-/// How many entries have the `Unconnected` role: `poll` looks at the table only when some do.
-static UNCONNECTED: AtomicUsize = AtomicUsize::new(0);
+/// How many entries `poll` must look at (unconnected TCP sockets and UDP sockets): it looks
+/// at the table only when there are some.
+static POLL_HELPED: AtomicUsize = AtomicUsize::new(0);
 
 fn count_role(slot: Option<Slot>, delta: isize) {
-    if let Some(Slot::Ours(Entry {
-        role: Role::Unconnected,
-        ..
-    })) = slot
-    {
-        if delta > 0 {
-            UNCONNECTED.fetch_add(1, Ordering::Relaxed);
-        } else {
-            let _ = UNCONNECTED.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
-                Some(n.saturating_sub(1))
-            });
-        }
+    let Some(Slot::Ours(entry)) = slot else {
+        return;
+    };
+    if !matches!(
+        entry.role,
+        Role::Unconnected | Role::Datagram | Role::BoundDatagram | Role::ConnectedDatagram
+    ) {
+        return;
+    }
+    if delta > 0 {
+        POLL_HELPED.fetch_add(1, Ordering::Relaxed);
+    } else {
+        let _ = POLL_HELPED.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+            Some(n.saturating_sub(1))
+        });
     }
 }
 
-/// Whether any descriptor is an unconnected ustack socket.
-pub fn any_unconnected() -> bool {
-    UNCONNECTED.load(Ordering::Relaxed) > 0
+/// Whether any descriptor is a ustack socket `poll` must help with.
+pub fn any_needing_poll_help() -> bool {
+    POLL_HELPED.load(Ordering::Relaxed) > 0
 }
 
 /// Stores `slot` at `fd`, keeping the role count.
@@ -122,8 +126,8 @@ pub fn copy(from: c_int, to: c_int) {
     }
 }
 
-/// The entry for `fd`, asking the daemon about AF_UNIX stream sockets the table does not
-/// know. `None`: not a ustack socket.
+/// The entry for `fd`, asking the daemon about AF_UNIX stream and seqpacket sockets the
+/// table does not know. `None`: not a ustack socket.
 pub fn lookup(fd: c_int) -> Option<Entry> {
     let known = table().get(&fd).map(|slot| *slot);
     let inode = match known {
@@ -151,7 +155,19 @@ pub fn lookup(fd: c_int) -> Option<Entry> {
     }
 }
 
-/// The inode of `fd` if it is an AF_UNIX stream socket (what a ustack socket is underneath).
+/// The inode of a descriptor.
+pub fn inode(fd: c_int) -> Option<u64> {
+    let mut stat = std::mem::MaybeUninit::<libc::stat>::uninit();
+    // SAFETY: fstat fills the struct on success.
+    if unsafe { libc::fstat(fd, stat.as_mut_ptr()) } != 0 {
+        return None;
+    }
+    // SAFETY: fstat succeeded.
+    Some(unsafe { stat.assume_init() }.st_ino)
+}
+
+/// The inode of `fd` if it is an AF_UNIX stream or seqpacket socket (what a ustack TCP or UDP
+/// socket is underneath).
 fn unix_stream_inode(fd: c_int) -> Option<u64> {
     let mut value: c_int = 0;
     let mut len = std::mem::size_of::<c_int>() as libc::socklen_t;
@@ -179,14 +195,8 @@ fn unix_stream_inode(fd: c_int) -> Option<u64> {
             &mut len,
         )
     };
-    if ty != 0 || value != libc::SOCK_STREAM {
+    if ty != 0 || !(value == libc::SOCK_STREAM || value == libc::SOCK_SEQPACKET) {
         return None;
     }
-    let mut stat = std::mem::MaybeUninit::<libc::stat>::uninit();
-    // SAFETY: fstat fills the struct on success.
-    if unsafe { libc::fstat(fd, stat.as_mut_ptr()) } != 0 {
-        return None;
-    }
-    // SAFETY: fstat succeeded.
-    Some(unsafe { stat.assume_init() }.st_ino)
+    inode(fd)
 }

@@ -69,6 +69,12 @@ pub enum Role {
     Listener,
     /// The fd is the byte stream (connecting, connected, or finished).
     Stream,
+    /// A UDP socket not bound yet.
+    Datagram,
+    /// A bound UDP socket without a peer: every datagram sent names its destination.
+    BoundDatagram,
+    /// A connected UDP socket: datagrams without a destination go to the peer.
+    ConnectedDatagram,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,8 +102,20 @@ pub enum Request {
         addr: SocketAddrV4,
         filler: u32,
     },
-    /// connect() with AF_UNSPEC: dissolve the association.
+    /// connect() with AF_UNSPEC: dissolve the association. A UDP socket answers with its
+    /// local address afterwards (port 0 if the disconnect released an automatic binding).
     Disconnect,
+    /// The program closed a descriptor of the socket whose program-end inode is `ino`. If that
+    /// was the last one, the daemon releases the socket (its port) before answering, so that
+    /// the port is free when close() returns, as with the kernel; otherwise it would be
+    /// released when the daemon sees the hang-up. Carries no descriptor: the daemon checks
+    /// that the socket is really gone.
+    Closed {
+        ino: u64,
+    },
+    /// A UDP socket about to send without having been bound: bind it to the wildcard address
+    /// and an ephemeral port now (Linux's `inet_autobind`), so getsockname shows the port.
+    Autobind,
     /// getsockopt(SO_ERROR): the pending error, cleared.
     TakeError,
     LocalAddr,
@@ -241,6 +259,8 @@ impl Request {
                 format!("connect {} {} {filler}", addr.ip(), addr.port())
             }
             Request::Disconnect => "disconnect".into(),
+            Request::Autobind => "autobind".into(),
+            Request::Closed { ino } => format!("closed {ino}"),
             Request::TakeError => "sockerr".into(),
             Request::LocalAddr => "sockname".into(),
             Request::PeerAddr => "peername".into(),
@@ -327,6 +347,13 @@ impl Request {
                 }
             }
             "disconnect" => Request::Disconnect,
+            "autobind" => Request::Autobind,
+            "closed" => {
+                nargs(1)?;
+                Request::Closed {
+                    ino: args.first().and_then(|w| w.parse().ok()).ok_or_else(bad)?,
+                }
+            }
             "sockerr" => Request::TakeError,
             "sockname" => Request::LocalAddr,
             "peername" => Request::PeerAddr,
@@ -363,7 +390,10 @@ impl Request {
     /// Whether the request is about an existing application socket (and so must carry its
     /// fd).
     pub fn needs_socket_fd(&self) -> bool {
-        !matches!(self, Request::Stats | Request::Socket { .. })
+        !matches!(
+            self,
+            Request::Stats | Request::Socket { .. } | Request::Closed { .. }
+        )
     }
 
     /// Whether an `ok` reply carries a descriptor.
@@ -502,6 +532,65 @@ impl AcceptRecord {
     }
 }
 
+/// Bytes in front of every datagram on a UDP socket's fd (a SOCK_SEQPACKET pair, so each
+/// record is one datagram). See [`DatagramHeader`].
+pub const DATAGRAM_HEADER_LEN: usize = 12;
+
+/// The header of a record on a UDP socket's fd. The program's side (the shim) writes `ToPeer`
+/// or `To`; the daemon writes `From`, or `Error` for an error an ICMP message set (the shim
+/// turns that into a failing call, as Linux reports `sk_err`).
+///
+/// Layout: tag (1 byte), reserved (1), port (2, network order), IPv4 address (4), errno (4,
+/// native order; `Error` only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DatagramHeader {
+    ToPeer,
+    To(SocketAddrV4),
+    From(SocketAddrV4),
+    Error(i32),
+}
+
+impl DatagramHeader {
+    const TO_PEER: u8 = 1;
+    const TO: u8 = 2;
+    const FROM: u8 = 3;
+    const ERROR: u8 = 4;
+
+    pub fn to_bytes(&self) -> [u8; DATAGRAM_HEADER_LEN] {
+        let mut bytes = [0u8; DATAGRAM_HEADER_LEN];
+        let (tag, addr, errno) = match *self {
+            DatagramHeader::ToPeer => (Self::TO_PEER, None, 0),
+            DatagramHeader::To(addr) => (Self::TO, Some(addr), 0),
+            DatagramHeader::From(addr) => (Self::FROM, Some(addr), 0),
+            DatagramHeader::Error(errno) => (Self::ERROR, None, errno),
+        };
+        bytes[0] = tag;
+        if let Some(addr) = addr {
+            bytes[2..4].copy_from_slice(&addr.port().to_be_bytes());
+            bytes[4..8].copy_from_slice(&addr.ip().octets());
+        }
+        bytes[8..12].copy_from_slice(&errno.to_ne_bytes());
+        bytes
+    }
+
+    /// The header at the start of `record`, if it is one.
+    pub fn parse(record: &[u8]) -> Option<DatagramHeader> {
+        let header = record.get(..DATAGRAM_HEADER_LEN)?;
+        let addr = SocketAddrV4::new(
+            Ipv4Addr::new(header[4], header[5], header[6], header[7]),
+            u16::from_be_bytes([header[2], header[3]]),
+        );
+        let errno = i32::from_ne_bytes([header[8], header[9], header[10], header[11]]);
+        match header[0] {
+            Self::TO_PEER => Some(DatagramHeader::ToPeer),
+            Self::TO => Some(DatagramHeader::To(addr)),
+            Self::FROM => Some(DatagramHeader::From(addr)),
+            Self::ERROR => Some(DatagramHeader::Error(errno)),
+            _ => None,
+        }
+    }
+}
+
 fn family_word(family: Family) -> &'static str {
     match family {
         Family::Inet => "inet",
@@ -537,6 +626,9 @@ fn role_word(role: Role) -> &'static str {
         Role::Unconnected => "unconnected",
         Role::Listener => "listener",
         Role::Stream => "stream",
+        Role::Datagram => "datagram",
+        Role::BoundDatagram => "bound-datagram",
+        Role::ConnectedDatagram => "connected-datagram",
     }
 }
 
@@ -545,6 +637,9 @@ fn parse_role(word: &str) -> Option<Role> {
         "unconnected" => Some(Role::Unconnected),
         "listener" => Some(Role::Listener),
         "stream" => Some(Role::Stream),
+        "datagram" => Some(Role::Datagram),
+        "bound-datagram" => Some(Role::BoundDatagram),
+        "connected-datagram" => Some(Role::ConnectedDatagram),
         _ => None,
     }
 }
@@ -579,6 +674,31 @@ mod tests {
     }
 
     #[test]
+    fn datagram_headers_round_trip() {
+        let addr = SocketAddrV4::new(Ipv4Addr::new(10, 77, 0, 1), 53);
+        for header in [
+            DatagramHeader::ToPeer,
+            DatagramHeader::To(addr),
+            DatagramHeader::From(addr),
+            DatagramHeader::Error(libc_econnrefused()),
+        ] {
+            let mut record = header.to_bytes().to_vec();
+            record.extend_from_slice(b"payload");
+            assert_eq!(DatagramHeader::parse(&record), Some(header));
+        }
+        assert_eq!(
+            &DatagramHeader::To(addr).to_bytes()[2..8],
+            &[0, 53, 10, 77, 0, 1]
+        );
+        assert_eq!(DatagramHeader::parse(&[2; DATAGRAM_HEADER_LEN - 1]), None);
+        assert_eq!(DatagramHeader::parse(&[9; DATAGRAM_HEADER_LEN]), None);
+    }
+
+    fn libc_econnrefused() -> i32 {
+        111
+    }
+
+    #[test]
     fn socket_requests_round_trip() {
         let addr = SocketAddrV4::new(Ipv4Addr::new(127, 0, 0, 1), 7777);
         let socket = Request::Socket {
@@ -602,6 +722,8 @@ mod tests {
                 filler: 53249,
             },
             Request::Disconnect,
+            Request::Autobind,
+            Request::Closed { ino: u64::MAX },
             Request::TakeError,
             Request::LocalAddr,
             Request::PeerAddr,

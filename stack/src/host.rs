@@ -6,22 +6,25 @@
 //!
 //! Per loop turn, with `now` read once:
 //! 1. [`Host::receive_frame`] for every frame the device delivered;
-//! 2. application commands on [`Host::tcp_mut`] (listen, connect, send, recv, close, ...);
+//! 2. application commands on [`Host::tcp_mut`] (listen, connect, send, recv, close, ...),
+//!    [`Host::udp_mut`] and [`Host::udp_send`];
 //! 3. [`Host::poll`]: loopback traffic, timers, built-in services, and moving the transports'
 //!    output into IPv4 (and through ARP and fragmentation) — run it after any input or command;
 //! 4. [`Host::transmit`] to hand queued frames to the device;
 //! 5. sleep until [`Host::poll_at`] or new input. `poll_at` is `now` or earlier while anything
 //!    is still queued, so a driver that sleeps until it never stalls.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddrV4};
 
 use crate::iface::{
-    IcmpError, Interface, InterfaceConfig, InterfaceTx, Ipv4Meta, Ipv4Send, Transport,
+    IcmpError, Interface, InterfaceConfig, InterfaceTx, Ipv4Meta, Ipv4Send, SendError, Transport,
 };
 use crate::services::Services;
 use crate::tcp::config::TcpConfig;
 use crate::tcp::layer::{TcpLayer, IP_DONT_FRAGMENT, IP_TOS, IP_TTL};
 use crate::time::Instant;
+use crate::udp::{UdpHandle, UdpLayer, MAX_PAYLOAD};
+use crate::wire::udp::UdpRepr;
 use crate::wire::IpProtocol;
 
 /// Loopback rounds per `poll` call: each round lets loopback segments be answered; bounded so
@@ -39,12 +42,33 @@ pub struct HostConfig {
 pub struct Host {
     iface: Interface,
     tcp: TcpLayer,
+    udp: UdpLayer,
     services: Option<Services>,
+    /// Scratch for building UDP datagrams.
+    udp_buf: Vec<u8>,
+}
+
+/// Why [`Host::udp_send`] refused a datagram (the errno Linux's `udp_sendmsg` returns).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UdpSendError {
+    /// No such socket.
+    NoSocket,
+    /// No destination given and the socket is not connected [EDESTADDRREQ].
+    NoDestination,
+    /// Port 0 as destination [EINVAL].
+    InvalidPort,
+    /// More than [`MAX_PAYLOAD`] bytes [EMSGSIZE].
+    TooLarge,
+    /// A broadcast destination without SO_BROADCAST [EACCES].
+    BroadcastNotAllowed,
+    /// The interface refused it (no route, full queues, bad source).
+    Interface(SendError),
 }
 
 /// The transports as the interface sees them.
 struct Transports<'a> {
     tcp: &'a mut TcpLayer,
+    udp: &'a mut UdpLayer,
     /// Datagrams handed up, so `Host::poll` knows when the loopback has gone quiet.
     delivered: usize,
 }
@@ -63,13 +87,15 @@ impl Transport for Transports<'_> {
         }
     }
 
-    fn udp(&mut self, _now: Instant, _ip: &Ipv4Meta, _datagram: &[u8]) -> bool {
-        false
+    fn udp(&mut self, _now: Instant, ip: &Ipv4Meta, datagram: &[u8]) -> bool {
+        self.delivered += 1;
+        self.udp.receive(ip, datagram)
     }
 
     fn icmp_error(&mut self, now: Instant, error: &IcmpError) {
         self.delivered += 1;
         self.tcp.handle_interface_icmp_error(now, error);
+        self.udp.handle_icmp_error(error);
     }
 }
 
@@ -83,13 +109,16 @@ impl Host {
         Host {
             iface: Interface::new(config.iface, now),
             tcp,
+            udp: UdpLayer::new(),
             services,
+            udp_buf: Vec::new(),
         }
     }
 
     pub fn receive_frame(&mut self, now: Instant, frame: &[u8]) {
         let mut transports = Transports {
             tcp: &mut self.tcp,
+            udp: &mut self.udp,
             delivered: 0,
         };
         self.iface.receive_frame(now, frame, &mut transports);
@@ -124,6 +153,7 @@ impl Host {
             });
             let mut transports = Transports {
                 tcp: &mut self.tcp,
+                udp: &mut self.udp,
                 delivered: 0,
             };
             self.iface.process_loopback(now, &mut transports);
@@ -158,6 +188,70 @@ impl Host {
         &mut self.tcp
     }
 
+    pub fn udp(&self) -> &UdpLayer {
+        &self.udp
+    }
+
+    pub fn udp_mut(&mut self) -> &mut UdpLayer {
+        &mut self.udp
+    }
+
+    /// Sends `payload` from UDP socket `handle` to `dst`, or to its connected peer. Checked as
+    /// Linux's `udp_sendmsg` checks; the datagram is fragmented if larger than the MTU, and
+    /// carries DF when it is not (Linux's default IP_PMTUDISC_WANT). Loopback datagrams are
+    /// delivered in the next [`Host::poll`].
+    pub fn udp_send(
+        &mut self,
+        now: Instant,
+        handle: UdpHandle,
+        dst: Option<SocketAddrV4>,
+        payload: &[u8],
+    ) -> Result<(), UdpSendError> {
+        let binding = self.udp.binding(handle).ok_or(UdpSendError::NoSocket)?;
+        if payload.len() > MAX_PAYLOAD {
+            return Err(UdpSendError::TooLarge);
+        }
+        let dst = match dst.or_else(|| self.udp.peer(handle)) {
+            Some(dst) => dst,
+            None => return Err(UdpSendError::NoDestination),
+        };
+        if dst.port() == 0 {
+            return Err(UdpSendError::InvalidPort);
+        }
+        if self.iface.config().is_broadcast(*dst.ip()) && !self.udp.broadcast(handle) {
+            return Err(UdpSendError::BroadcastNotAllowed);
+        }
+        let bound = Some(*binding.local.ip()).filter(|ip| !ip.is_unspecified());
+        let src = self
+            .iface
+            .source_for(*dst.ip(), bound)
+            .map_err(UdpSendError::Interface)?;
+        let repr = UdpRepr {
+            src_port: binding.local.port(),
+            dst_port: dst.port(),
+        };
+        let len = repr.buffer_len(payload.len());
+        self.udp_buf.resize(len, 0);
+        repr.emit(&mut self.udp_buf, src, *dst.ip(), payload);
+        let fits = len + crate::wire::ipv4::MIN_HEADER_LEN <= self.iface.mtu_for(*dst.ip());
+        self.iface
+            .send_ipv4(
+                now,
+                Ipv4Send {
+                    src: Some(src),
+                    dst: *dst.ip(),
+                    protocol: IpProtocol::Udp,
+                    ttl: IP_TTL,
+                    tos: IP_TOS,
+                    dont_fragment: fits,
+                    payload: &self.udp_buf,
+                },
+            )
+            .map_err(UdpSendError::Interface)?;
+        self.udp.count_sent();
+        Ok(())
+    }
+
     pub fn address(&self) -> Ipv4Addr {
         self.iface.config().addr
     }
@@ -179,6 +273,14 @@ impl Host {
             ("tcp_listen_overflows", tcp.listen_overflows),
             ("tcp_icmp_errors", tcp.icmp_errors),
             ("tcp_connections", self.tcp.connection_count() as u64),
+        ]);
+        let udp = self.udp.stats();
+        counters.extend([
+            ("udp_in_datagrams", udp.in_datagrams),
+            ("udp_out_datagrams", udp.out_datagrams),
+            ("udp_rcvbuf_errors", udp.rcvbuf_errors),
+            ("udp_icmp_errors", udp.icmp_errors),
+            ("udp_sockets", self.udp.socket_count() as u64),
         ]);
         counters
     }

@@ -14,4 +14,5 @@ pub mod services;
 pub mod stats;
 pub mod tcp;
 pub mod time;
+pub mod udp;
 pub mod wire;

@@ -65,6 +65,20 @@ fn conformance_suite_matches_the_kernel() {
         String::from_utf8_lossy(&shim_out.stderr)
     );
 
+    // The shim's sockets really ran on the stack: TCP and UDP both (the cases exchange
+    // datagrams over 127.0.0.1, and one is refused with ICMP port unreachable).
+    for counter in [
+        "tcp_passive_opens",
+        "udp_out_datagrams",
+        "udp_in_datagrams",
+        "udp_icmp_errors",
+    ] {
+        assert!(
+            daemon.counter(counter) > 0,
+            "{counter} is 0: the suite did not run on the stack"
+        );
+    }
+
     // The same as an unprivileged user (the privileged-port cases depend on it).
     let mut unprivileged = vec!["--reuid", "65534", "--regid", "65534", "--clear-groups"];
     unprivileged.extend(args.iter().map(String::as_str));

@@ -376,6 +376,18 @@ impl Interface {
         self.egress.send_ipv4(now, &packet, &[])
     }
 
+    /// The source address a datagram to `dst` would carry, `requested` being the socket's
+    /// bound address if any (the route's preferred source otherwise).
+    pub fn source_for(
+        &self,
+        dst: Ipv4Addr,
+        requested: Option<Ipv4Addr>,
+    ) -> Result<Ipv4Addr, SendError> {
+        let config = self.egress.config();
+        let route = route::route(config, dst)?;
+        route::select_source(config, route, dst, requested)
+    }
+
     /// The MTU towards `dst`: 65535 through the loopback, the link MTU otherwise (what TCP
     /// derives its MSS from).
     pub fn mtu_for(&self, dst: Ipv4Addr) -> usize {

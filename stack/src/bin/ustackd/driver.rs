@@ -154,15 +154,11 @@ impl Driver {
             }
 
             // Socket data and loopback traffic feed each other: alternate until quiet.
-            self.sockets
-                .pump(self.host.tcp_mut(), poll.registry(), stamp);
+            self.sockets.pump(&mut self.host, poll.registry(), stamp);
             self.host.poll(stamp);
             sockets_busy = true;
             for _ in 0..MAX_PUMP_ROUNDS {
-                if !self
-                    .sockets
-                    .pump(self.host.tcp_mut(), poll.registry(), stamp)
-                {
+                if !self.sockets.pump(&mut self.host, poll.registry(), stamp) {
                     sockets_busy = self.sockets.is_busy();
                     break;
                 }

@@ -10,7 +10,7 @@ use crate::time::Instant;
 
 /// Linux's `icmp_err_convert` for destination-unreachable codes 0..=15: the error and whether
 /// it is "fatal".
-fn unreachable_error(code: u8) -> Option<(ConnectionError, bool)> {
+pub(crate) fn unreachable_error(code: u8) -> Option<(ConnectionError, bool)> {
     use ConnectionError::*;
     Some(match code {
         0 => (NetworkUnreachable, false),

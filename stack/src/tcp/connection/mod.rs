@@ -30,7 +30,7 @@
 //! Urgent data: the urgent pointer is ignored and urgent bytes are delivered inline, as with
 //! SO_OOBINLINE (RFC 6093 recommends against new uses of urgent data); nothing is dropped.
 
-mod icmp;
+pub(crate) mod icmp;
 mod input;
 mod loss_probe;
 mod options;
@@ -83,6 +83,9 @@ pub enum ConnectionError {
     ProtocolUnavailable,
     Unsupported,
     ProtocolError,
+    /// ICMP "fragmentation needed" on a connected UDP socket [EMSGSIZE] (TCP lowers its MSS
+    /// instead).
+    MessageTooLong,
 }
 
 /// Errors of [`Connection::send`].

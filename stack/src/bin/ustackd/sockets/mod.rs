@@ -30,6 +30,7 @@
 //! SO_ERROR, getsockname and a retried connect work; such records have no pair to tell when
 //! the program closes them, so the oldest are forgotten beyond [`MAX_DEAD`].
 
+mod datagram;
 mod diag;
 mod options;
 mod ports;
@@ -161,6 +162,8 @@ enum SockState {
         peer: SocketAddrV4,
     },
     Connected(Box<Stream>),
+    /// A UDP socket (its pair is a SOCK_SEQPACKET one carrying datagram records).
+    Datagram(datagram::DatagramState),
     /// The pair was closed (error delivered, or the program disconnected).
     Dead {
         /// The errno not yet reported by connect() or SO_ERROR.
@@ -182,6 +185,9 @@ struct Sock {
     span: Span,
     /// bind() was called (connect's autobind is released with the connection, bind's not).
     explicit_bind: bool,
+    /// bind() named an address / a port: a UDP disconnect keeps what bind() chose and drops
+    /// what connect() or autobind chose (Linux's SOCK_BINDADDR_LOCK / SOCK_BINDPORT_LOCK).
+    bind_locks: (bool, bool),
     state: SockState,
     /// Bytes at the head of our end's queue that are not data to forward (sentinel, filler,
     /// or the last byte, already forwarded by peeking).
@@ -197,6 +203,11 @@ impl Sock {
             SockState::Connecting { .. } | SockState::Connected(_) | SockState::Dead { .. } => {
                 Role::Stream
             }
+            SockState::Datagram(ref state) => match (state.peer, self.local) {
+                (Some(_), _) => Role::ConnectedDatagram,
+                (None, Some(_)) => Role::BoundDatagram,
+                (None, None) => Role::Datagram,
+            },
         }
     }
 
@@ -238,6 +249,7 @@ pub struct AppSockets {
     free: Vec<usize>,
     by_ino: HashMap<u64, usize>,
     ports: PortTable,
+    udp_ports: PortTable,
     groups: HashMap<ListenerHandle, Group>,
     dead: VecDeque<(usize, u64)>,
     diag: diag::Diag,
@@ -253,6 +265,7 @@ impl AppSockets {
             free: Vec::new(),
             by_ino: HashMap::new(),
             ports: PortTable::new(seed),
+            udp_ports: PortTable::new(seed.rotate_left(16)),
             groups: HashMap::new(),
             dead: VecDeque::new(),
             diag: diag::Diag::new(),
@@ -349,6 +362,10 @@ impl AppSockets {
                 Err(response) => (response, None),
             };
         }
+        if let Request::Closed { ino } = request {
+            self.closed(ino, host, registry, now);
+            return (Response::Ok, None);
+        }
         let Some(app) = fds.into_iter().next() else {
             return (
                 Response::Error("socket requests carry the socket's fd".into()),
@@ -361,6 +378,9 @@ impl AppSockets {
         let Some(&idx) = self.by_ino.get(&ino) else {
             return (Response::Errno(libc::ENOTSOCK), None);
         };
+        if self.slot(idx).is_some_and(|s| s.kind == SockKind::Dgram) {
+            return (self.answer_datagram(idx, request, caller, host), None);
+        }
         if request == Request::Replace {
             return match self.replace(idx, registry) {
                 Ok(app) => (Response::Ok, Some(app)),
@@ -368,6 +388,21 @@ impl AppSockets {
             };
         }
         (self.answer(idx, request, caller, host, registry, now), None)
+    }
+
+    /// A program closed a descriptor of socket `ino`: if no descriptor is left, release the
+    /// socket now rather than when its hang-up is seen.
+    fn closed(&mut self, ino: u64, host: &mut Host, registry: &Registry, now: Instant) {
+        let Some(&idx) = self.by_ino.get(&ino) else {
+            return;
+        };
+        if self.diag.unix_socket_exists(ino) != Some(false) {
+            return;
+        }
+        if let Some(sock) = self.slot_mut(idx) {
+            sock.flags.hung_up = true;
+        }
+        self.pump_one(idx, host, registry, now);
     }
 
     fn answer(
@@ -382,9 +417,11 @@ impl AppSockets {
         let stack_addr = host.address();
         let tcp = host.tcp_mut();
         match request {
-            Request::Stats | Request::Socket { .. } | Request::Replace => {
-                Response::Error("unexpected".into())
-            }
+            Request::Stats
+            | Request::Socket { .. }
+            | Request::Replace
+            | Request::Autobind
+            | Request::Closed { .. } => Response::Error("unexpected".into()),
             Request::Bind { addr, v4_mapped } => {
                 self.bind(idx, addr, v4_mapped, caller, stack_addr)
             }
@@ -445,11 +482,10 @@ impl AppSockets {
         host: &Host,
         registry: &Registry,
     ) -> Result<OwnedFd, Response> {
-        if kind != SockKind::Stream {
-            // UDP sockets do not exist in the stack yet.
-            return Err(Response::Errno(libc::ESOCKTNOSUPPORT));
-        }
-        let (app, pair, ino) = new_pair()?;
+        let (app, pair, ino) = match kind {
+            SockKind::Stream => new_pair()?,
+            SockKind::Dgram => datagram::new_pair()?,
+        };
         let opts = Options::new(host.tcp().config().default_socket_options());
         let sock = Sock {
             ino,
@@ -461,8 +497,12 @@ impl AppSockets {
             local: None,
             span: Span::V4,
             explicit_bind: false,
-            state: SockState::Unconnected,
-            skip: 1,
+            bind_locks: (false, false),
+            state: match kind {
+                SockKind::Stream => SockState::Unconnected,
+                SockKind::Dgram => SockState::Datagram(datagram::DatagramState::default()),
+            },
+            skip: usize::from(kind == SockKind::Stream),
             flags: PairFlags::default(),
         };
         match self.insert(sock, registry) {
@@ -507,7 +547,7 @@ impl AppSockets {
             return;
         };
         if let Some(local) = sock.local {
-            self.ports.remove(local.port(), idx);
+            self.ports_for(sock.kind).remove(local.port(), idx);
         }
         if self.by_ino.get(&sock.ino) == Some(&idx) {
             self.by_ino.remove(&sock.ino);
@@ -556,6 +596,13 @@ impl AppSockets {
         }
     }
 
+    fn ports_for(&mut self, kind: SockKind) -> &mut PortTable {
+        match kind {
+            SockKind::Stream => &mut self.ports,
+            SockKind::Dgram => &mut self.udp_ports,
+        }
+    }
+
     fn bind(
         &mut self,
         idx: usize,
@@ -567,7 +614,9 @@ impl AppSockets {
         let Some(sock) = self.slot(idx) else {
             return Response::Errno(libc::EBADF);
         };
-        if sock.local.is_some() || !matches!(sock.state, SockState::Unconnected) {
+        if sock.local.is_some()
+            || !matches!(sock.state, SockState::Unconnected | SockState::Datagram(_))
+        {
             return Response::Errno(libc::EINVAL);
         }
         if sock.family == Family::Inet6 && v4_mapped && sock.opts.v6only {
@@ -596,22 +645,25 @@ impl AppSockets {
             uid: sock.uid,
             listening: false,
         };
+        let kind = sock.kind;
+        let ports = self.ports_for(kind);
         let port = if addr.port() == 0 {
-            match self.ports.pick_ephemeral(&binding, false) {
+            match ports.pick_ephemeral(&binding, false) {
                 Some(port) => port,
                 None => return Response::Errno(libc::EADDRINUSE),
             }
-        } else if self.ports.fits(addr.port(), &binding) {
+        } else if ports.fits(addr.port(), &binding) {
             addr.port()
         } else {
             return Response::Errno(libc::EADDRINUSE);
         };
-        self.ports.insert(port, binding);
+        ports.insert(port, binding);
         let local = SocketAddrV4::new(ip, port);
         if let Some(sock) = self.slot_mut(idx) {
             sock.local = Some(local);
             sock.span = span;
             sock.explicit_bind = true;
+            sock.bind_locks = (!ip.is_unspecified(), addr.port() != 0);
         }
         Response::Addr(local)
     }
@@ -619,6 +671,7 @@ impl AppSockets {
     /// Binds to the wildcard address and an ephemeral port (listen or connect without bind).
     fn autobind(&mut self, idx: usize, unused_only: bool) -> Result<SocketAddrV4, i32> {
         let sock = self.slot(idx).ok_or(libc::EBADF)?;
+        let kind = sock.kind;
         let span = match sock.family {
             Family::Inet => Span::V4,
             Family::Inet6 if sock.opts.v6only => Span::V6Only,
@@ -633,11 +686,11 @@ impl AppSockets {
             uid: sock.uid,
             listening: false,
         };
-        let port = self
-            .ports
+        let ports = self.ports_for(kind);
+        let port = ports
             .pick_ephemeral(&binding, unused_only)
             .ok_or(libc::EADDRNOTAVAIL)?;
-        self.ports.insert(port, binding);
+        ports.insert(port, binding);
         let local = SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, port);
         if let Some(sock) = self.slot_mut(idx) {
             sock.local = Some(local);
@@ -757,6 +810,7 @@ impl AppSockets {
         };
         match &mut sock.state {
             SockState::Unconnected => {}
+            SockState::Datagram(_) => return Response::Errno(libc::EINVAL),
             SockState::Connecting { .. } => return Response::Errno(libc::EALREADY),
             SockState::Connected(stream) => {
                 if stream.connect_unacked {
@@ -902,7 +956,9 @@ impl AppSockets {
             return Response::Errno(libc::EBADF);
         };
         match &sock.state {
-            SockState::Unconnected | SockState::Dead { .. } => Response::Errno(libc::ENOTCONN),
+            SockState::Unconnected | SockState::Dead { .. } | SockState::Datagram(_) => {
+                Response::Errno(libc::ENOTCONN)
+            }
             SockState::Connecting { .. } | SockState::Connected(_) => Response::Ok,
             SockState::Listening { .. } => {
                 // Linux inet_shutdown: a listener stops listening on SHUT_RD (and RDWR).
@@ -971,7 +1027,9 @@ impl AppSockets {
         let mut values = vec![0i64; TcpInfoValues::COUNT];
         let state = match &sock.state {
             SockState::Listening { .. } => linux_state::LISTEN,
-            SockState::Unconnected | SockState::Dead { .. } => linux_state::CLOSE,
+            SockState::Unconnected | SockState::Dead { .. } | SockState::Datagram(_) => {
+                linux_state::CLOSE
+            }
             SockState::Connecting { handle, .. } => tcp
                 .state(*handle)
                 .map_or(linux_state::CLOSE, linux_state_of),
@@ -1057,6 +1115,7 @@ fn errno_of(error: ConnectionError) -> i32 {
         ConnectionError::ProtocolUnavailable => libc::ENOPROTOOPT,
         ConnectionError::Unsupported => libc::EOPNOTSUPP,
         ConnectionError::ProtocolError => libc::EPROTO,
+        ConnectionError::MessageTooLong => libc::EMSGSIZE,
     }
 }
 

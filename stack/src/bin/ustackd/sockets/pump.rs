@@ -10,6 +10,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use mio::Registry;
 use nix::errno::Errno;
 use ustack::control::{AcceptRecord, Family, SockKind, SENTINEL};
+use ustack::host::Host;
 use ustack::tcp::connection::{RecvError, SendError, State};
 use ustack::tcp::layer::{ConnHandle, ListenerHandle, TcpLayer};
 use ustack::time::Instant;
@@ -41,22 +42,30 @@ enum Delivery {
 
 impl AppSockets {
     /// Moves what can move; true if anything changed.
-    pub fn pump(&mut self, tcp: &mut TcpLayer, registry: &Registry, now: Instant) -> bool {
+    pub fn pump(&mut self, host: &mut Host, registry: &Registry, now: Instant) -> bool {
         self.busy = false;
-        let mut progress = self.pump_listeners(tcp, registry, now);
+        let mut progress = self.pump_listeners(host.tcp_mut(), registry, now);
         for idx in 0..self.slots.len() {
-            progress |= self.pump_one(idx, tcp, registry);
+            progress |= self.pump_one(idx, host, registry, now);
         }
         progress
     }
 
-    fn pump_one(&mut self, idx: usize, tcp: &mut TcpLayer, registry: &Registry) -> bool {
+    pub(super) fn pump_one(
+        &mut self,
+        idx: usize,
+        host: &mut Host,
+        registry: &Registry,
+        now: Instant,
+    ) -> bool {
         self.confirm_hang_up(idx);
         let Some(sock) = self.slot(idx) else {
             return false;
         };
         let hung_up = sock.flags.hung_up;
+        let tcp = host.tcp_mut();
         match &sock.state {
+            SockState::Datagram(_) => self.pump_datagram(idx, host, registry, now),
             SockState::Dead { .. } => false,
             SockState::Unconnected => {
                 if hung_up {
@@ -530,6 +539,7 @@ fn accepted_sock(
             Family::Inet6 => listener.span,
         },
         explicit_bind: false,
+        bind_locks: (false, false),
         state: SockState::Connected(Box::new(new_stream(handle, peer, false))),
         skip: 1,
         flags: PairFlags::default(),

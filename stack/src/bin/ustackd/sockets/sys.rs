@@ -35,6 +35,46 @@ pub fn stream_pair() -> io::Result<(OwnedFd, OwnedFd)> {
     )?)
 }
 
+/// A new AF_UNIX SOCK_SEQPACKET pair (one record per datagram), close-on-exec and blocking.
+pub fn seqpacket_pair() -> io::Result<(OwnedFd, OwnedFd)> {
+    Ok(socket::socketpair(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )?)
+}
+
+/// Receives one record without blocking: its length in `buf`, and whether it was longer.
+/// `Ok((0, false))` is end of stream.
+pub fn recv_record(fd: BorrowedFd<'_>, buf: &mut [u8]) -> Result<(usize, bool), Errno> {
+    loop {
+        let mut iov = [io::IoSliceMut::new(buf)];
+        match socket::recvmsg::<()>(fd.as_raw_fd(), &mut iov, None, MsgFlags::MSG_DONTWAIT) {
+            Err(Errno::EINTR) => continue,
+            Err(e) => return Err(e),
+            Ok(msg) => return Ok((msg.bytes, msg.flags.contains(MsgFlags::MSG_TRUNC))),
+        }
+    }
+}
+
+/// Sends `parts` as one record, without blocking and without SIGPIPE.
+pub fn send_record(fd: BorrowedFd<'_>, parts: &[&[u8]]) -> Result<usize, Errno> {
+    let iov: Vec<IoSlice<'_>> = parts.iter().map(|p| IoSlice::new(p)).collect();
+    loop {
+        match socket::sendmsg::<()>(
+            fd.as_raw_fd(),
+            &iov,
+            &[],
+            MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL,
+            None,
+        ) {
+            Err(Errno::EINTR) => continue,
+            other => return other,
+        }
+    }
+}
+
 /// Bytes waiting to be read (FIONREAD).
 pub fn bytes_readable(fd: BorrowedFd<'_>) -> io::Result<usize> {
     let mut count: libc::c_int = 0;
