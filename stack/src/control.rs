@@ -707,6 +707,9 @@ mod tests {
         };
         assert_eq!(Request::decode(&socket.encode()), Ok(socket.clone()));
         assert!(!socket.needs_socket_fd() && socket.reply_carries_fd());
+        let closed = Request::Closed { ino: u64::MAX };
+        assert_eq!(Request::decode(&closed.encode()), Ok(closed.clone()));
+        assert!(!closed.needs_socket_fd() && !closed.reply_carries_fd());
         for request in [
             Request::Bind {
                 addr,
@@ -723,7 +726,6 @@ mod tests {
             },
             Request::Disconnect,
             Request::Autobind,
-            Request::Closed { ino: u64::MAX },
             Request::TakeError,
             Request::LocalAddr,
             Request::PeerAddr,
