@@ -228,6 +228,14 @@ fn warn_no_daemon(errno: c_int) {
         return;
     }
     let path = String::from_utf8_lossy(socket_path().as_bytes()).into_owned();
+    if errno == libc::EACCES {
+        log::line(&format!(
+            "libsockshim: not allowed to use ustackd at {path} ({}): its operator restricted it \
+             with --socket-group/--socket-owner",
+            log::errno_text(errno)
+        ));
+        return;
+    }
     log::line(&format!(
         "libsockshim: no ustackd at {path} ({}); start it, or set {SOCKET_ENV} to its control socket",
         log::errno_text(errno)

@@ -506,6 +506,44 @@ for _ in range(2):
     }
 }
 
+/// `ustackd --socket-group`: only that group (and root) may use the stack; anyone else gets
+/// one clear line and an errno from socket(), as without a daemon.
+#[test]
+fn control_socket_restricted_to_a_group() {
+    let netns = Netns::new("group");
+    let daemon = Daemon::start(&netns, &["--socket-group", "4242"]);
+    let socket = daemon.shim_env().join(" ");
+    let probe =
+        format!("{socket} {PYTHON} -c 'import socket; socket.socket(); print(\"created\")'");
+    let as_user = |gid: &str| {
+        sh(
+            &netns,
+            &format!("setpriv --reuid 65534 --regid {gid} --clear-groups {probe}"),
+        )
+    };
+    let member = as_user("4242");
+    assert_eq!(
+        String::from_utf8_lossy(&member.stdout).trim(),
+        "created",
+        "{}",
+        text(&member)
+    );
+    let stranger = as_user("65534");
+    let stderr = String::from_utf8_lossy(&stranger.stderr);
+    assert!(!stranger.status.success(), "{}", text(&stranger));
+    assert!(
+        stderr.contains("not allowed to use ustackd") && stderr.contains("--socket-group"),
+        "{stderr}"
+    );
+    let root = sh(&netns, &probe);
+    assert_eq!(
+        String::from_utf8_lossy(&root.stdout).trim(),
+        "created",
+        "{}",
+        text(&root)
+    );
+}
+
 #[test]
 fn no_daemon_is_one_clear_line_and_an_errno() {
     let netns = Netns::new("nod");

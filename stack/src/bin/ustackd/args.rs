@@ -43,6 +43,16 @@ pub struct Args {
     #[arg(long, value_name = "PATH", env = "USTACK_SOCKET", default_value = DEFAULT_SOCKET_PATH)]
     pub socket: PathBuf,
 
+    /// Only this group (name or gid) may use the stack: the control socket becomes mode 0660
+    /// with this group. Default: every local user, like the kernel's socket API.
+    #[arg(long, value_name = "GROUP", value_parser = parse_group)]
+    pub socket_group: Option<u32>,
+
+    /// Only this user (name or uid) may use the stack (and the group, with --socket-group):
+    /// the control socket is owned by it with mode 0600 (0660 with a group).
+    #[arg(long, value_name = "USER", value_parser = parse_user)]
+    pub socket_owner: Option<u32>,
+
     /// Write every frame sent and received to this pcap file (readable by tcpdump/Wireshark).
     #[arg(long, value_name = "FILE")]
     pub pcap: Option<PathBuf>,
@@ -62,6 +72,26 @@ pub struct Args {
     /// Inject faults on the link, e.g. "seed=1,drop=0.01,tx.delay=5ms,rate=100mbit".
     #[arg(long, value_name = "SPEC")]
     pub faults: Option<String>,
+}
+
+fn parse_group(text: &str) -> Result<u32, String> {
+    if let Ok(gid) = text.parse::<u32>() {
+        return Ok(gid);
+    }
+    match nix::unistd::Group::from_name(text) {
+        Ok(Some(group)) => Ok(group.gid.as_raw()),
+        _ => Err(format!("no group named '{text}'")),
+    }
+}
+
+fn parse_user(text: &str) -> Result<u32, String> {
+    if let Ok(uid) = text.parse::<u32>() {
+        return Ok(uid);
+    }
+    match nix::unistd::User::from_name(text) {
+        Ok(Some(user)) => Ok(user.uid.as_raw()),
+        _ => Err(format!("no user named '{text}'")),
+    }
 }
 
 fn parse_cidr(text: &str) -> Result<(Ipv4Addr, u8), String> {
@@ -96,5 +126,15 @@ mod tests {
         assert!(parse_cidr("10.77.0.2/33").is_err());
         assert!(parse_cidr("10.77.0/24").is_err());
         assert!(parse_cidr("127.0.0.1/8").is_err());
+    }
+
+    #[test]
+    fn users_and_groups_by_name_or_number() {
+        assert_eq!(parse_user("0"), Ok(0));
+        assert_eq!(parse_user("root"), Ok(0));
+        assert_eq!(parse_group("root"), Ok(0));
+        assert_eq!(parse_group("4242"), Ok(4242));
+        assert!(parse_user("no-such-user-here").is_err());
+        assert!(parse_group("no-such-group-here").is_err());
     }
 }

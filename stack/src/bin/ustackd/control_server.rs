@@ -22,6 +22,25 @@ use nix::sys::socket::{
 };
 use ustack::control::{self, Request, Response, MAX_MESSAGE_LEN, MAX_REQUEST_FDS};
 
+/// Who may connect to the control socket (its file's owner, group and mode).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Access {
+    /// Only this user (and root).
+    pub owner: Option<u32>,
+    /// Only this group (and the owner, and root).
+    pub group: Option<u32>,
+}
+
+impl Access {
+    fn mode(&self) -> u32 {
+        match (self.owner, self.group) {
+            (None, None) => 0o666,
+            (Some(_), None) => 0o600,
+            (_, Some(_)) => 0o660,
+        }
+    }
+}
+
 /// Who sent a request: the credentials the kernel attached to the message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Caller {
@@ -49,7 +68,11 @@ pub struct ControlServer {
 impl ControlServer {
     /// Binds the socket at `path`, creating its directory. A stale socket file left by a dead
     /// daemon is replaced; a live one is an error.
-    pub fn bind(path: &Path, first_client_token: usize) -> io::Result<ControlServer> {
+    pub fn bind(
+        path: &Path,
+        access: Access,
+        first_client_token: usize,
+    ) -> io::Result<ControlServer> {
         if let Some(dir) = path.parent() {
             if !dir.as_os_str().is_empty() && !dir.exists() {
                 std::fs::create_dir_all(dir)?;
@@ -73,9 +96,17 @@ impl ControlServer {
         )?;
         let addr = UnixAddr::new(path)?;
         socket::bind(listener.as_raw_fd(), &addr)?;
-        // Like the kernel's socket API, the stack serves every local user; each request is
-        // authorised by the caller's credentials, not by file permissions.
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666))?;
+        // By default, like the kernel's socket API, the stack serves every local user and each
+        // request is authorised by the caller's credentials; an operator may narrow who can
+        // connect at all with the file's owner, group and mode (connect(2) checks them).
+        if access.owner.is_some() || access.group.is_some() {
+            nix::unistd::chown(
+                path,
+                access.owner.map(nix::unistd::Uid::from_raw),
+                access.group.map(nix::unistd::Gid::from_raw),
+            )?;
+        }
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(access.mode()))?;
         socket::listen(&listener, Backlog::new(256).unwrap_or(Backlog::MAXCONN))?;
         Ok(ControlServer {
             listener,

@@ -98,7 +98,11 @@ fn run(args: Args) -> Result<(), String> {
         services: args.services,
     };
     let host = Host::new(config, Instant::from_duration(clock.now()));
-    let control = ControlServer::bind(&args.socket, FIRST_CLIENT_TOKEN)
+    let access = control_server::Access {
+        owner: args.socket_owner,
+        group: args.socket_group,
+    };
+    let control = ControlServer::bind(&args.socket, access, FIRST_CLIENT_TOKEN)
         .map_err(|e| format!("control socket {}: {e}", args.socket.display()))?;
     eprintln!(
         "ustackd: {addr}/{prefix_len} on {} (mac {mac}), control socket {}",
