@@ -129,7 +129,7 @@ pub unsafe extern "C" fn send(fd: c_int, buf: *const c_void, len: size_t, flags:
             Some(e) => dgram::send_buf(fd, e, buf, len, flags, std::ptr::null(), 0),
             None => ops::send(fd, buf, len, flags),
         },
-        || unsafe { real::send(fd, buf, len, flags) },
+        || unsafe { ops::after_stream_call(fd, real::send(fd, buf, len, flags)) },
     )
 }
 
@@ -147,7 +147,7 @@ pub unsafe extern "C" fn sendto(
             Some(e) => dgram::send_buf(fd, e, buf, len, flags, addr, alen),
             None => ops::send(fd, buf, len, flags),
         },
-        || unsafe { real::sendto(fd, buf, len, flags, addr, alen) },
+        || unsafe { ops::after_stream_call(fd, real::sendto(fd, buf, len, flags, addr, alen)) },
     )
 }
 
@@ -158,7 +158,7 @@ pub unsafe extern "C" fn sendmsg(fd: c_int, msg: *const msghdr, flags: c_int) ->
             Some(e) => dgram::sendmsg(fd, e, msg, flags),
             None => ops::sendmsg(fd, msg, flags),
         },
-        || unsafe { real::sendmsg(fd, msg, flags) },
+        || unsafe { ops::after_stream_call(fd, real::sendmsg(fd, msg, flags)) },
     )
 }
 
@@ -175,7 +175,7 @@ pub unsafe extern "C" fn recv(fd: c_int, buf: *mut c_void, len: size_t, flags: c
             }
             Err(Fail::Pass)
         },
-        || unsafe { real::recv(fd, buf, len, flags) },
+        || unsafe { ops::after_stream_call(fd, real::recv(fd, buf, len, flags)) },
     )
 }
 
@@ -199,7 +199,7 @@ pub unsafe extern "C" fn recvfrom(
             }
             Err(Fail::Pass)
         },
-        || unsafe { real::recvfrom(fd, buf, len, flags, addr, alen) },
+        || unsafe { ops::after_stream_call(fd, real::recvfrom(fd, buf, len, flags, addr, alen)) },
     )
 }
 
@@ -210,7 +210,7 @@ pub unsafe extern "C" fn recvmsg(fd: c_int, msg: *mut msghdr, flags: c_int) -> s
             Some(e) => dgram::recvmsg(fd, e, msg, flags),
             None => ops::data_call(fd, false, flags).and(Err(Fail::Pass)),
         },
-        || unsafe { real::recvmsg(fd, msg, flags) },
+        || unsafe { ops::after_stream_call(fd, real::recvmsg(fd, msg, flags)) },
     )
 }
 
@@ -221,7 +221,7 @@ pub unsafe extern "C" fn read(fd: c_int, buf: *mut c_void, len: size_t) -> ssize
             Some(e) => dgram::read_buf(fd, e, buf, len, 0),
             None => ops::data_call(fd, false, 0).and(Err(Fail::Pass)),
         },
-        || unsafe { real::read(fd, buf, len) },
+        || unsafe { ops::after_stream_call(fd, real::read(fd, buf, len)) },
     )
 }
 
@@ -232,7 +232,7 @@ pub unsafe extern "C" fn write(fd: c_int, buf: *const c_void, len: size_t) -> ss
             Some(e) => dgram::send_buf(fd, e, buf, len, 0, std::ptr::null(), 0),
             None => ops::data_call(fd, true, 0).and(Err(Fail::Pass)),
         },
-        || unsafe { real::write(fd, buf, len) },
+        || unsafe { ops::after_stream_call(fd, real::write(fd, buf, len)) },
     )
 }
 
@@ -246,7 +246,7 @@ pub unsafe extern "C" fn readv(fd: c_int, iov: *const iovec, count: c_int) -> ss
             }
             None => ops::data_call(fd, false, 0).and(Err(Fail::Pass)),
         },
-        || unsafe { real::readv(fd, iov, count) },
+        || unsafe { ops::after_stream_call(fd, real::readv(fd, iov, count)) },
     )
 }
 
@@ -260,7 +260,7 @@ pub unsafe extern "C" fn writev(fd: c_int, iov: *const iovec, count: c_int) -> s
             }
             None => ops::data_call(fd, true, 0).and(Err(Fail::Pass)),
         },
-        || unsafe { real::writev(fd, iov, count) },
+        || unsafe { ops::after_stream_call(fd, real::writev(fd, iov, count)) },
     )
 }
 
@@ -286,7 +286,7 @@ pub unsafe extern "C" fn __recv_chk(
             }
             Err(Fail::Pass)
         },
-        || unsafe { real::__recv_chk(fd, buf, len, buflen, flags) },
+        || unsafe { ops::after_stream_call(fd, real::__recv_chk(fd, buf, len, buflen, flags)) },
     )
 }
 
@@ -314,7 +314,12 @@ pub unsafe extern "C" fn __recvfrom_chk(
             }
             Err(Fail::Pass)
         },
-        || unsafe { real::__recvfrom_chk(fd, buf, len, buflen, flags, addr, alen) },
+        || unsafe {
+            ops::after_stream_call(
+                fd,
+                real::__recvfrom_chk(fd, buf, len, buflen, flags, addr, alen),
+            )
+        },
     )
 }
 
@@ -335,7 +340,7 @@ pub unsafe extern "C" fn __read_chk(
             }
             ops::data_call(fd, false, 0).and(Err(Fail::Pass))
         },
-        || unsafe { real::__read_chk(fd, buf, len, buflen) },
+        || unsafe { ops::after_stream_call(fd, real::__read_chk(fd, buf, len, buflen)) },
     )
 }
 

@@ -758,6 +758,37 @@ pub fn close(fd: c_int) -> OpResult<c_int> {
 
 // ----- data -----
 
+/// After a failed data call on a TCP socket's fd. The pair can only say ECONNRESET (reads) or
+/// EPIPE (writes) for an error the daemon delivered by closing it; when the connection really
+/// failed otherwise (ETIMEDOUT after the retransmissions or the user timeout ran out,
+/// EHOSTUNREACH, ...), Linux reports that error, once: ask the daemon which it was.
+pub fn after_stream_call(fd: c_int, rc: ssize_t) -> ssize_t {
+    if rc >= 0 {
+        return rc;
+    }
+    let errno = real::errno();
+    if errno != libc::ECONNRESET && errno != libc::EPIPE {
+        return rc;
+    }
+    let fixed = crate::guard::enter(|| Ok(stream_error(fd, errno)), || errno);
+    real::set_errno(fixed);
+    rc
+}
+
+fn stream_error(fd: c_int, errno: c_int) -> c_int {
+    if table::get(fd).is_none_or(|e| e.role != Role::Stream) {
+        return errno;
+    }
+    match conn::call(&Request::TakeError, &[fd]) {
+        Ok(Response::Values(v)) => match v.first().and_then(|&e| c_int::try_from(e).ok()) {
+            // A reset reads as the pair's own error (Linux: ECONNRESET, then EPIPE on writes).
+            Some(0) | Some(libc::ECONNRESET) | None => errno,
+            Some(real_error) => real_error,
+        },
+        _ => errno,
+    }
+}
+
 /// What a data call on a socket that is not a byte stream (yet) gets.
 fn not_a_stream(entry: Entry, writing: bool, flags: c_int) -> Fail {
     let _ = entry;

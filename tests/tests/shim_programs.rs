@@ -544,6 +544,46 @@ fn control_socket_restricted_to_a_group() {
     );
 }
 
+/// A connection on the stack whose peer goes silent fails after TCP_USER_TIMEOUT, and the
+/// program's read says ETIMEDOUT, as on Linux (the pair underneath can only say ECONNRESET).
+#[test]
+fn timed_out_connection_reads_etimedout() {
+    let netns = Netns::new("tmo");
+    let daemon = Daemon::start(&netns, &[]);
+    let _server = sh_spawn(&netns, &format!("nc -l {KERNEL_IP} 6300 > /dev/null"));
+    wait_kernel_listener(&netns, 6300);
+    let flag = netns.path("blackholed").to_string_lossy().into_owned();
+    let script = workspace_root().join("tests/programs/tcp_timeout_client.py");
+    let out_path = netns.path("client.out").to_string_lossy().into_owned();
+    let mut client = sh_spawn(
+        &netns,
+        &on_stack(
+            &daemon,
+            &format!(
+                "{PYTHON} {} {KERNEL_IP} 6300 {flag} > {out_path} 2>&1",
+                script.display()
+            ),
+        ),
+    );
+    assert!(
+        wait_for(Duration::from_secs(10), || std::fs::read_to_string(
+            &out_path
+        )
+        .is_ok_and(|s| s.contains("connected"))),
+        "the client did not connect"
+    );
+    // Everything the stack sends is dropped from now on.
+    let nft = netns.run(
+        "nft",
+        &["add table inet blackhole { chain input { type filter hook input priority 0; iifname \"tap0\" drop; }; }"],
+    );
+    assert!(nft.status.success(), "nft: {}", text(&nft));
+    std::fs::write(&flag, b"").expect("flag file");
+    assert!(wait_for(Duration::from_secs(20), || !client.is_running()));
+    let out = std::fs::read_to_string(&out_path).unwrap_or_default();
+    assert!(out.contains("recv ETIMEDOUT"), "{out}");
+}
+
 #[test]
 fn no_daemon_is_one_clear_line_and_an_errno() {
     let netns = Netns::new("nod");
