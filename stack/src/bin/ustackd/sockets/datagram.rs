@@ -1,6 +1,6 @@
 //! UDP sockets: the daemon's side.
 //!
-//! A UDP socket's pair is an AF_UNIX SOCK_SEQPACKET one, so one record is one datagram and
+//! A UDP socket's pair (see `new_pair`) is an AF_UNIX SOCK_SEQPACKET one, so one record is one datagram and
 //! the kernel keeps the boundaries, MSG_TRUNC and MSG_PEEK semantics for us. Each record starts
 //! with a [`DatagramHeader`]: the program's records name the destination (or the connected
 //! peer), ours name the source, or carry an error an ICMP message left for a connected socket.
@@ -10,7 +10,7 @@
 //! the pair takes them.
 
 use std::net::{Ipv4Addr, SocketAddrV4};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::AsFd;
 
 use mio::Registry;
 use nix::errno::Errno;
@@ -20,7 +20,7 @@ use ustack::iface::SendError;
 use ustack::time::Instant;
 use ustack::udp::{UdpBinding, UdpHandle, UdpLayer};
 
-use super::ports::{Binding, Span};
+use super::ports::Span;
 use super::{errno_of, sys, AppSockets, SockState};
 use crate::control_server::Caller;
 
@@ -36,15 +36,6 @@ pub struct DatagramState {
     pub peer: Option<SocketAddrV4>,
     /// An error taken from the UDP layer that the pair had no room for yet.
     pending_error: Option<i32>,
-}
-
-/// A new SEQPACKET pair: (program's end, our end non-blocking, the program end's inode).
-pub fn new_pair() -> Result<(OwnedFd, OwnedFd, u64), Response> {
-    let failed = |e: std::io::Error| Response::Errno(e.raw_os_error().unwrap_or(libc::ENOMEM));
-    let (app, pair) = sys::seqpacket_pair().map_err(failed)?;
-    sys::set_nonblocking(pair.as_fd()).map_err(failed)?;
-    let ino = sys::socket_inode(app.as_fd()).ok_or(Response::Errno(libc::ENOTSOCK))?;
-    Ok((app, pair, ino))
 }
 
 /// The errno `udp_sendmsg` would have returned (logged only: sends are asynchronous here).
@@ -298,15 +289,7 @@ impl AppSockets {
             return;
         };
         sock.local = Some(local);
-        let binding = Binding {
-            owner: idx,
-            ip: *local.ip(),
-            span: sock.span,
-            reuseaddr: sock.opts.reuseaddr,
-            reuseport: sock.opts.reuseport,
-            uid: sock.uid,
-            listening: false,
-        };
+        let binding = sock.binding(idx, *local.ip(), sock.span, false);
         self.udp_ports.insert(local.port(), binding);
     }
 

@@ -225,6 +225,19 @@ impl Sock {
         }
     }
 
+    /// What this socket holds in the port table when bound to `ip` with `span`.
+    fn binding(&self, owner: usize, ip: Ipv4Addr, span: Span, listening: bool) -> Binding {
+        Binding {
+            owner,
+            ip,
+            span,
+            reuseaddr: self.opts.reuseaddr,
+            reuseport: self.opts.reuseport,
+            uid: self.uid,
+            listening,
+        }
+    }
+
     fn handle(&self) -> Option<ConnHandle> {
         match &self.state {
             SockState::Connecting { handle, .. } => Some(*handle),
@@ -482,10 +495,7 @@ impl AppSockets {
         host: &Host,
         registry: &Registry,
     ) -> Result<OwnedFd, Response> {
-        let (app, pair, ino) = match kind {
-            SockKind::Stream => new_pair()?,
-            SockKind::Dgram => datagram::new_pair()?,
-        };
+        let (app, pair, ino) = new_pair(kind)?;
         let opts = Options::new(host.tcp().config().default_socket_options());
         let sock = Sock {
             ino,
@@ -636,15 +646,7 @@ impl AppSockets {
             Family::Inet6 if sock.opts.v6only => Span::V6Only,
             Family::Inet6 => Span::Dual,
         };
-        let binding = Binding {
-            owner: idx,
-            ip,
-            span,
-            reuseaddr: sock.opts.reuseaddr,
-            reuseport: sock.opts.reuseport,
-            uid: sock.uid,
-            listening: false,
-        };
+        let binding = sock.binding(idx, ip, span, false);
         let kind = sock.kind;
         let ports = self.ports_for(kind);
         let port = if addr.port() == 0 {
@@ -677,15 +679,7 @@ impl AppSockets {
             Family::Inet6 if sock.opts.v6only => Span::V6Only,
             Family::Inet6 => Span::Dual,
         };
-        let binding = Binding {
-            owner: idx,
-            ip: Ipv4Addr::UNSPECIFIED,
-            span,
-            reuseaddr: sock.opts.reuseaddr,
-            reuseport: sock.opts.reuseport,
-            uid: sock.uid,
-            listening: false,
-        };
+        let binding = sock.binding(idx, Ipv4Addr::UNSPECIFIED, span, false);
         let ports = self.ports_for(kind);
         let port = ports
             .pick_ephemeral(&binding, unused_only)
@@ -718,15 +712,7 @@ impl AppSockets {
         let Some(sock) = self.slot(idx) else {
             return Response::Errno(libc::EBADF);
         };
-        let binding = Binding {
-            owner: idx,
-            ip: *local.ip(),
-            span: sock.span,
-            reuseaddr: sock.opts.reuseaddr,
-            reuseport: sock.opts.reuseport,
-            uid: sock.uid,
-            listening: true,
-        };
+        let binding = sock.binding(idx, *local.ip(), sock.span, true);
         if !self.ports.fits(local.port(), &binding) {
             return Response::Errno(libc::EADDRINUSE);
         }
@@ -873,15 +859,7 @@ impl AppSockets {
             }
         };
         let actual = tcp.connection(handle).map_or(local, |c| c.local());
-        let binding = Binding {
-            owner: idx,
-            ip: *actual.ip(),
-            span: sock.span,
-            reuseaddr: sock.opts.reuseaddr,
-            reuseport: sock.opts.reuseport,
-            uid: sock.uid,
-            listening: false,
-        };
+        let binding = sock.binding(idx, *actual.ip(), sock.span, false);
         self.ports.insert(actual.port(), binding);
         if let Some(sock) = self.slot_mut(idx) {
             sock.local = Some(actual);
@@ -969,15 +947,7 @@ impl AppSockets {
                         sock.state = SockState::Unconnected;
                     }
                     if let (Some(local), Some(sock)) = (local, self.slot(idx)) {
-                        let binding = Binding {
-                            owner: idx,
-                            ip: *local.ip(),
-                            span: sock.span,
-                            reuseaddr: sock.opts.reuseaddr,
-                            reuseport: sock.opts.reuseport,
-                            uid: sock.uid,
-                            listening: false,
-                        };
+                        let binding = sock.binding(idx, *local.ip(), sock.span, false);
                         self.ports.insert(local.port(), binding);
                     }
                 }
@@ -993,7 +963,7 @@ impl AppSockets {
         if !matches!(sock.state, SockState::Dead { .. }) || sock.pair.is_some() {
             return Err(Response::Errno(libc::EINVAL));
         }
-        let (app, pair, new_ino) = new_pair()?;
+        let (app, pair, new_ino) = new_pair(SockKind::Stream)?;
         let registered = registry.register(
             &mut SourceFd(&pair.as_raw_fd()),
             Token(SOCKET_TOKEN_BASE + idx),
@@ -1089,13 +1059,18 @@ impl AppSockets {
     }
 }
 
-/// A new socketpair: (program's end with the sentinel written, our end non-blocking, the
-/// program end's inode).
-fn new_pair() -> Result<(OwnedFd, OwnedFd, u64), Response> {
+/// A new socketpair for a socket of `kind`: (program's end, our end non-blocking, the program
+/// end's inode). A TCP socket's pair is a byte stream whose program end already holds the
+/// sentinel; a UDP socket's is SOCK_SEQPACKET, one record per datagram (`datagram`).
+fn new_pair(kind: SockKind) -> Result<(OwnedFd, OwnedFd, u64), Response> {
     let failed = |e: std::io::Error| Response::Errno(e.raw_os_error().unwrap_or(libc::ENOMEM));
-    let (app, pair) = sys::stream_pair().map_err(failed)?;
+    let (app, pair) = match kind {
+        SockKind::Stream => sys::stream_pair(),
+        SockKind::Dgram => sys::seqpacket_pair(),
+    }
+    .map_err(failed)?;
     sys::set_nonblocking(pair.as_fd()).map_err(failed)?;
-    if sys::write(app.as_fd(), &[ustack::control::SENTINEL]) != Ok(1) {
+    if kind == SockKind::Stream && sys::write(app.as_fd(), &[ustack::control::SENTINEL]) != Ok(1) {
         return Err(Response::Errno(libc::ENOBUFS));
     }
     let ino = sys::socket_inode(app.as_fd()).ok_or(Response::Errno(libc::ENOTSOCK))?;

@@ -302,15 +302,7 @@ impl AppSockets {
         drop(conn_app);
         let sock = accepted_sock(listener, ino, conn_pair, local, conn, peer);
         let _ = tcp.set_options(conn, sock.opts.tcp.clone(), now);
-        let binding = Binding {
-            owner: 0,
-            ip: *local.ip(),
-            span: sock.span,
-            reuseaddr: sock.opts.reuseaddr,
-            reuseport: sock.opts.reuseport,
-            uid: sock.uid,
-            listening: false,
-        };
+        let binding = sock.binding(0, *local.ip(), sock.span, false);
         match self.insert(sock, registry) {
             Some(idx) => {
                 self.ports.insert(
