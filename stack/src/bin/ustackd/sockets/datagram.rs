@@ -128,13 +128,7 @@ impl AppSockets {
                 Some(None) => Response::Errno(libc::ENOTCONN),
                 None => Response::Errno(libc::EBADF),
             },
-            Request::GetOpt { level, name } => match self.slot(idx) {
-                Some(s) => match s.opts.get(s.target(host.tcp()), level, name) {
-                    Ok(values) => Response::Values(values),
-                    Err(errno) => Response::Errno(errno),
-                },
-                None => Response::Errno(libc::EBADF),
-            },
+            Request::GetOpt { level, name } => self.get_option(idx, level, name, host.tcp()),
             Request::SetOpt {
                 level,
                 name,

@@ -452,13 +452,7 @@ impl AppSockets {
                 SockState::Connected(stream) => Response::Addr(stream.peer),
                 _ => Response::Errno(libc::ENOTCONN),
             }),
-            Request::GetOpt { level, name } => match self.slot(idx) {
-                Some(s) => match s.opts.get(s.target(tcp), level, name) {
-                    Ok(values) => Response::Values(values),
-                    Err(errno) => Response::Errno(errno),
-                },
-                None => Response::Errno(libc::EBADF),
-            },
+            Request::GetOpt { level, name } => self.get_option(idx, level, name, tcp),
             Request::SetOpt {
                 level,
                 name,
@@ -472,6 +466,16 @@ impl AppSockets {
             }),
             Request::TcpInfo => self.tcp_info(idx, tcp),
             Request::OutQueue => self.out_queue(idx, tcp),
+        }
+    }
+
+    fn get_option(&self, idx: usize, level: i32, name: i32, tcp: &TcpLayer) -> Response {
+        match self.slot(idx) {
+            Some(s) => match s.opts.get(s.target(tcp), level, name) {
+                Ok(values) => Response::Values(values),
+                Err(errno) => Response::Errno(errno),
+            },
+            None => Response::Errno(libc::EBADF),
         }
     }
 
