@@ -419,3 +419,31 @@ pub fn read_buf(
         std::ptr::null_mut(),
     )
 }
+
+/// sendmmsg/recvmmsg on a UDP socket: one message at a time. Returns how many were done;
+/// an error only if the first one failed (as the kernel does).
+pub fn each_message(
+    msgs: *mut libc::mmsghdr,
+    count: usize,
+    mut one: impl FnMut(*mut libc::msghdr, usize) -> OpResult<ssize_t>,
+) -> OpResult<c_int> {
+    let size = std::mem::size_of::<libc::mmsghdr>();
+    let count = count.min(libc::UIO_MAXIOV as usize);
+    let mut done: usize = 0;
+    while done < count {
+        // The msghdr at the start of entry `done`, and its msg_len right after it: pointer
+        // arithmetic only; the memory is read and written through the EFAULT-safe copies.
+        let entry = msgs.cast::<u8>().wrapping_add(done * size);
+        let result = one(entry.cast(), done);
+        let len = match result {
+            Ok(len) => len,
+            Err(e) if done == 0 => return Err(e),
+            Err(_) => break,
+        };
+        let len = libc::c_uint::try_from(len).unwrap_or(0);
+        let len_at = entry.wrapping_add(std::mem::offset_of!(libc::mmsghdr, msg_len));
+        addr::write_user(len_at.cast(), &len.to_ne_bytes())?;
+        done += 1;
+    }
+    Ok(c_int::try_from(done).unwrap_or(c_int::MAX))
+}

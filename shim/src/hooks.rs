@@ -163,6 +163,49 @@ pub unsafe extern "C" fn sendmsg(fd: c_int, msg: *const msghdr, flags: c_int) ->
 }
 
 #[no_mangle]
+pub unsafe extern "C" fn sendmmsg(
+    fd: c_int,
+    msgs: *mut libc::mmsghdr,
+    count: libc::c_uint,
+    flags: c_int,
+) -> c_int {
+    enter(
+        || match dgram::entry(fd) {
+            Some(e) => dgram::each_message(msgs, count as usize, |msg, _| {
+                dgram::sendmsg(fd, e, msg, flags)
+            }),
+            None => Err(Fail::Pass),
+        },
+        || unsafe { real::sendmmsg(fd, msgs, count, flags) },
+    )
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn recvmmsg(
+    fd: c_int,
+    msgs: *mut libc::mmsghdr,
+    count: libc::c_uint,
+    flags: c_int,
+    timeout: *mut libc::timespec,
+) -> c_int {
+    enter(
+        || match dgram::entry(fd) {
+            // After the first datagram, MSG_WAITFORONE takes only what is already queued.
+            Some(e) => dgram::each_message(msgs, count as usize, |msg, index| {
+                let flags = if index > 0 && flags & libc::MSG_WAITFORONE != 0 {
+                    flags | libc::MSG_DONTWAIT
+                } else {
+                    flags
+                };
+                dgram::recvmsg(fd, e, msg, flags & !libc::MSG_WAITFORONE)
+            }),
+            None => Err(Fail::Pass),
+        },
+        || unsafe { real::recvmmsg(fd, msgs, count, flags, timeout) },
+    )
+}
+
+#[no_mangle]
 pub unsafe extern "C" fn recv(fd: c_int, buf: *mut c_void, len: size_t, flags: c_int) -> ssize_t {
     enter(
         || {

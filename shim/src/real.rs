@@ -12,7 +12,8 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use libc::{
-    c_int, c_ulong, c_void, iovec, msghdr, nfds_t, pollfd, size_t, sockaddr, socklen_t, ssize_t,
+    c_int, c_uint, c_ulong, c_void, iovec, mmsghdr, msghdr, nfds_t, pollfd, size_t, sockaddr,
+    socklen_t, ssize_t, timespec,
 };
 
 macro_rules! real_functions {
@@ -72,6 +73,8 @@ real_functions! {
     recv(fd: c_int, buf: *mut c_void, len: size_t, flags: c_int) -> ssize_t;
     recvfrom(fd: c_int, buf: *mut c_void, len: size_t, flags: c_int, addr: *mut sockaddr, alen: *mut socklen_t) -> ssize_t;
     recvmsg(fd: c_int, msg: *mut msghdr, flags: c_int) -> ssize_t;
+    sendmmsg(fd: c_int, msgs: *mut mmsghdr, count: c_uint, flags: c_int) -> c_int;
+    recvmmsg(fd: c_int, msgs: *mut mmsghdr, count: c_uint, flags: c_int, timeout: *mut timespec) -> c_int;
     read(fd: c_int, buf: *mut c_void, len: size_t) -> ssize_t;
     write(fd: c_int, buf: *const c_void, len: size_t) -> ssize_t;
     readv(fd: c_int, iov: *const iovec, count: c_int) -> ssize_t;

@@ -2903,6 +2903,78 @@ static void c_udp_sendmsg_recvmsg(void)
 	part("name %s namelen %u flags %d", addr_desc(&from, sp, "port =sender"), (unsigned)m.msg_namelen, m.msg_flags);
 }
 
+static void c_udp_mmsg(void)
+{
+	/* sendmmsg/recvmmsg (glibc's resolver sends its queries with sendmmsg). */
+	uint16_t rp, sp;
+	int r = udp_bound(&rp), s = udp_bound(&sp);
+	struct sockaddr_in to = sin4("127.0.0.1", rp);
+	char out[3][4] = {"a", "bb", "ccc"};
+	struct mmsghdr msgs[4];
+	struct iovec iovs[4];
+	memset(msgs, 0, sizeof(msgs));
+	for (int i = 0; i < 3; i++) {
+		iovs[i].iov_base = out[i];
+		iovs[i].iov_len = (size_t)i + 1;
+		msgs[i].msg_hdr.msg_iov = &iovs[i];
+		msgs[i].msg_hdr.msg_iovlen = 1;
+		msgs[i].msg_hdr.msg_name = &to;
+		msgs[i].msg_hdr.msg_namelen = sizeof(to);
+	}
+	part("sendmmsg %s", RES(sendmmsg(s, msgs, 3, 0)));
+	part("lens %u %u %u", msgs[0].msg_len, msgs[1].msg_len, msgs[2].msg_len);
+	wait_ev(r, POLLIN, POLLIN, WAIT_MS);
+	sleep_ms(20); /* all three queued */
+	char in[4][8];
+	struct sockaddr_in from[4];
+	memset(msgs, 0, sizeof(msgs));
+	memset(from, 0, sizeof(from));
+	for (int i = 0; i < 4; i++) {
+		iovs[i].iov_base = in[i];
+		iovs[i].iov_len = sizeof(in[i]);
+		msgs[i].msg_hdr.msg_iov = &iovs[i];
+		msgs[i].msg_hdr.msg_iovlen = 1;
+		msgs[i].msg_hdr.msg_name = &from[i];
+		msgs[i].msg_hdr.msg_namelen = sizeof(from[i]);
+	}
+	int n = recvmmsg(r, msgs, 4, MSG_WAITFORONE, NULL);
+	part("recvmmsg %s", RES(n));
+	for (int i = 0; i < n && i < 4; i++)
+		part("%s from %s", quoted(in[i], msgs[i].msg_len),
+		     addr_desc((struct sockaddr_storage *)&from[i], sp, "port =sender"));
+}
+
+static void c_udp_send_after_shut_wr(void)
+{
+	uint16_t pp;
+	udp_bound(&pp);
+	int u = udp4();
+	struct sockaddr_in to = sin4("127.0.0.1", pp);
+	CHECK(connect(u, SA(&to), sizeof(to)) == 0, "connect");
+	part("shutdown %s", RES(shutdown(u, SHUT_WR)));
+	sigpipe_count = 0;
+	part("send %s", RES(send(u, "x", 1, 0)));
+	part("SIGPIPE %d", (int)sigpipe_count);
+	part("poll %s", ev_str(poll_now(u)));
+}
+
+static void c_udp_error_fails_next_send(void)
+{
+	/* A pending ICMP error fails the next send, once; SO_ERROR then reads 0. */
+	uint16_t dead = closed_udp_port();
+	int u = udp4();
+	struct sockaddr_in to = sin4("127.0.0.1", dead);
+	CHECK(connect(u, SA(&to), sizeof(to)) == 0, "connect");
+	CHECK(send(u, "ping", 4, 0) == 4, "send");
+	part("poll %s", ev_str(wait_ev(u, ASK, POLLERR, WAIT_MS)));
+	part("send %s", RES(send(u, "ping", 4, 0)));
+	part("SO_ERROR %s", errname(get_int(u, SOL_SOCKET, SO_ERROR)));
+	part("send again %s", RES(send(u, "ping", 4, 0)));
+	part("poll after %s", ev_str(wait_ev(u, ASK, POLLERR, WAIT_MS)));
+	part("SO_ERROR clears %s", errname(get_int(u, SOL_SOCKET, SO_ERROR)));
+	part("poll cleared %s", ev_str(poll_now(u)));
+}
+
 static void c_udp_unconnected_errors(void)
 {
 	/* shutdown() on an unconnected UDP socket is ENOTCONN (Linux still records the
@@ -3292,6 +3364,9 @@ static const struct tcase cases[] = {
 	{"udp-max-size", c_udp_max_size},
 	{"udp-sendmsg-recvmsg", c_udp_sendmsg_recvmsg},
 	{"udp-unconnected-errors", c_udp_unconnected_errors},
+	{"udp-mmsg", c_udp_mmsg},
+	{"udp-send-after-shut-wr", c_udp_send_after_shut_wr},
+	{"udp-error-fails-next-send", c_udp_error_fails_next_send},
 	/* IPv6 / dual stack */
 	{"v6-dualstack-accept-v4", c_v6_dualstack_accept_v4},
 	{"v6-v6only-refuses-v4", c_v6_v6only_refuses_v4},
