@@ -81,6 +81,11 @@ pub enum Role {
 pub enum Request {
     /// All counters, by stable snake_case name.
     Stats,
+    /// The sockets of the stack (`ustack ss`), from the `from`-th on: as many as fit in one
+    /// message; the answer says where the next page starts.
+    Sockets {
+        from: u64,
+    },
     /// A new socket. Fds: the application's end, then the daemon's end of a socketpair whose
     /// application end already holds [`SENTINEL`].
     Socket {
@@ -172,6 +177,11 @@ impl TcpInfoValues {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Response {
     Stats(Vec<(String, u64)>),
+    /// A page of sockets, and where the next page starts if there is one.
+    Sockets {
+        rows: Vec<SocketRow>,
+        next: Option<u64>,
+    },
     Ok,
     /// connect() started; completion shows as writability (or an error) on the fd.
     InProgress,
@@ -243,6 +253,7 @@ impl Request {
     pub fn encode(&self) -> Vec<u8> {
         let text = match self {
             Request::Stats => "stats".to_string(),
+            Request::Sockets { from } => format!("sockets {from}"),
             Request::Socket { family, kind } => {
                 format!("socket {} {}", family_word(*family), kind_word(*kind))
             }
@@ -317,6 +328,12 @@ impl Request {
         };
         Ok(match verb {
             "stats" => Request::Stats,
+            "sockets" => {
+                nargs(1)?;
+                Request::Sockets {
+                    from: args.first().and_then(|w| w.parse().ok()).ok_or_else(bad)?,
+                }
+            }
             "socket" => {
                 nargs(2)?;
                 let family = args.first().and_then(|w| parse_family(w)).ok_or_else(bad)?;
@@ -392,7 +409,10 @@ impl Request {
     pub fn needs_socket_fd(&self) -> bool {
         !matches!(
             self,
-            Request::Stats | Request::Socket { .. } | Request::Closed { .. }
+            Request::Stats
+                | Request::Sockets { .. }
+                | Request::Socket { .. }
+                | Request::Closed { .. }
         )
     }
 
@@ -410,6 +430,16 @@ impl Response {
                 text.push_str("ok\n");
                 for (name, value) in counters {
                     text.push_str(&format!("{name} {value}\n"));
+                }
+            }
+            Response::Sockets { rows, next } => {
+                match next {
+                    Some(next) => text.push_str(&format!("ok next {next}\n")),
+                    None => text.push_str("ok\n"),
+                }
+                for row in rows {
+                    text.push_str(&row.encode());
+                    text.push('\n');
                 }
             }
             Response::Ok => text.push_str("ok\n"),
@@ -454,6 +484,19 @@ impl Response {
         if let Some(errno) = status.strip_prefix("errno ") {
             return errno.trim().parse().map(Response::Errno).map_err(|_| bad());
         }
+        if let Request::Sockets { .. } = request {
+            let next = match status.strip_prefix("ok next ") {
+                Some(n) => Some(n.trim().parse().map_err(|_| bad())?),
+                None if status == "ok" => None,
+                None => return Err(bad()),
+            };
+            let rows = lines
+                .map(|line| {
+                    SocketRow::decode(line).ok_or_else(|| DecodeError::BadLine(truncate(line)))
+                })
+                .collect::<Result<_, _>>()?;
+            return Ok(Response::Sockets { rows, next });
+        }
         if request == &Request::Stats {
             if status != "ok" {
                 return Err(bad());
@@ -494,6 +537,103 @@ impl Response {
                 role: parse_role(rest[3]).ok_or_else(bad)?,
             },
             Some(_) => return Err(bad()),
+        })
+    }
+}
+
+/// Which protocol a [`SocketRow`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Proto {
+    Tcp,
+    Udp,
+}
+
+/// One socket as `ustack ss` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SocketRow {
+    pub proto: Proto,
+    /// The state as `ss` names it (ESTAB, LISTEN, TIME-WAIT, UNCONN, ...).
+    pub state: String,
+    pub local: SocketAddrV4,
+    pub peer: Option<SocketAddrV4>,
+    /// Bytes received and not yet read (a listener: connections waiting for accept).
+    pub recv_q: u64,
+    /// Bytes not yet acknowledged or sent (a listener: its backlog).
+    pub send_q: u64,
+    /// The inode of the program's end of the socket (what `/proc/PID/fd` shows as
+    /// `socket:[INODE]`), for finding the processes that hold it.
+    pub ino: Option<u64>,
+    /// TCP details (`rtt_us`, `cwnd`, `retrans`, ...), in display order.
+    pub details: Vec<(String, u64)>,
+}
+
+impl SocketRow {
+    /// Bytes this row takes in a response (its line).
+    pub fn encoded_len(&self) -> usize {
+        self.encode().len() + 1
+    }
+
+    /// `PROTO STATE LOCAL_IP LOCAL_PORT PEER_IP PEER_PORT RECVQ SENDQ INO [KEY=VALUE]...`, with
+    /// `*` for an absent peer or inode.
+    fn encode(&self) -> String {
+        let proto = match self.proto {
+            Proto::Tcp => "tcp",
+            Proto::Udp => "udp",
+        };
+        let peer = self
+            .peer
+            .map_or("* *".to_string(), |p| format!("{} {}", p.ip(), p.port()));
+        let ino = self.ino.map_or("*".to_string(), |i| i.to_string());
+        let mut line = format!(
+            "{proto} {} {} {} {peer} {} {} {ino}",
+            self.state,
+            self.local.ip(),
+            self.local.port(),
+            self.recv_q,
+            self.send_q
+        );
+        for (key, value) in &self.details {
+            line.push_str(&format!(" {key}={value}"));
+        }
+        line
+    }
+
+    fn decode(line: &str) -> Option<SocketRow> {
+        let words: Vec<&str> = line.split_ascii_whitespace().collect();
+        let addr = |ip: &str, port: &str| -> Option<SocketAddrV4> {
+            Some(SocketAddrV4::new(ip.parse().ok()?, port.parse().ok()?))
+        };
+        let proto = match *words.first()? {
+            "tcp" => Proto::Tcp,
+            "udp" => Proto::Udp,
+            _ => return None,
+        };
+        let peer = match (*words.get(4)?, *words.get(5)?) {
+            ("*", "*") => None,
+            (ip, port) => Some(addr(ip, port)?),
+        };
+        let ino = match *words.get(8)? {
+            "*" => None,
+            n => Some(n.parse().ok()?),
+        };
+        let details = words
+            .get(9..)
+            .unwrap_or(&[])
+            .iter()
+            .map(|w| {
+                let (key, value) = w.split_once('=')?;
+                Some((key.to_string(), value.parse().ok()?))
+            })
+            .collect::<Option<Vec<_>>>()?;
+        Some(SocketRow {
+            proto,
+            state: words.get(1)?.to_string(),
+            local: addr(words.get(2)?, words.get(3)?)?,
+            peer,
+            recv_q: words.get(6)?.parse().ok()?,
+            send_q: words.get(7)?.parse().ok()?,
+            ino,
+            details,
         })
     }
 }
@@ -671,6 +811,42 @@ mod tests {
             Response::decode(&Request::Stats, &error.encode()),
             Ok(Response::Error("no way".into()))
         );
+    }
+
+    #[test]
+    fn socket_rows_round_trip() {
+        let rows = vec![
+            SocketRow {
+                proto: Proto::Tcp,
+                state: "ESTAB".into(),
+                local: SocketAddrV4::new(Ipv4Addr::new(10, 77, 0, 2), 7),
+                peer: Some(SocketAddrV4::new(Ipv4Addr::new(10, 77, 0, 1), 40000)),
+                recv_q: 3,
+                send_q: 1448,
+                ino: Some(12345),
+                details: vec![("rtt_us".into(), 120), ("cwnd".into(), 10)],
+            },
+            SocketRow {
+                proto: Proto::Udp,
+                state: "UNCONN".into(),
+                local: SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 53),
+                peer: None,
+                recv_q: 0,
+                send_q: 0,
+                ino: None,
+                details: Vec::new(),
+            },
+        ];
+        let request = Request::Sockets { from: 7 };
+        assert_eq!(Request::decode(&request.encode()), Ok(request.clone()));
+        for next in [None, Some(9)] {
+            let response = Response::Sockets {
+                rows: rows.clone(),
+                next,
+            };
+            assert_eq!(Response::decode(&request, &response.encode()), Ok(response));
+        }
+        assert!(Response::decode(&request, b"ok\ntcp ESTAB nonsense\n").is_err());
     }
 
     #[test]

@@ -123,6 +123,16 @@ struct ConnEntry {
     app_owned: bool,
 }
 
+/// A listener as `ustack ss` shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListenerInfo {
+    pub local: SocketAddrV4,
+    /// Established connections waiting for accept().
+    pub accept_queue: usize,
+    /// The backlog after clamping (what Linux shows as Send-Q of a listener).
+    pub backlog: usize,
+}
+
 #[derive(Debug)]
 struct Listener {
     local: SocketAddrV4,
@@ -569,6 +579,19 @@ impl TcpLayer {
     pub fn all_info(&self) -> Vec<TcpInfo> {
         self.live_handles()
             .filter_map(|h| self.entry(h).map(|e| e.conn.info()))
+            .collect()
+    }
+
+    /// Every listener (for `ustack ss -l`).
+    pub fn all_listeners(&self) -> Vec<ListenerInfo> {
+        self.listeners
+            .iter()
+            .filter_map(|slot| slot.value.as_ref())
+            .map(|l| ListenerInfo {
+                local: l.local,
+                accept_queue: l.accept_queue.len(),
+                backlog: l.backlog,
+            })
             .collect()
     }
 

@@ -185,6 +185,12 @@ impl UdpLayer {
         self.socket(handle).map_or(0, |s| s.rx.len())
     }
 
+    /// Payload bytes queued (Recv-Q in `ustack ss`).
+    pub fn queued_bytes(&self, handle: UdpHandle) -> usize {
+        self.socket(handle)
+            .map_or(0, |s| s.rx.iter().map(|d| d.payload.len()).sum())
+    }
+
     /// The pending error, cleared (SO_ERROR, or the next send or receive).
     pub fn take_error(&mut self, handle: UdpHandle) -> Option<ConnectionError> {
         self.socket_mut(handle)?.error.take()

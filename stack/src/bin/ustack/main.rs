@@ -1,6 +1,8 @@
 //! `ustack`: the operator's command-line tool. Talks to a running `ustackd` over its control
 //! socket, and runs programs on the stack (`ustack run -- prog args...`).
 
+mod ss;
+
 use std::ffi::OsString;
 use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
@@ -32,6 +34,9 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The stack's sockets, like `ss -tuan` (-l listening, -a all, -p processes, -i TCP
+    /// internals, --port, --state).
+    Ss(ss::SsArgs),
     /// Run a program on the stack: sets LD_PRELOAD to libsockshim.so (the one next to this
     /// binary) and USTACK_SOCKET to the daemon's socket, then executes PROGRAM.
     Run {
@@ -58,6 +63,24 @@ fn main() -> ExitCode {
 fn run(cli: &Cli) -> Result<(), String> {
     match &cli.command {
         Command::Run { command } => run_program(&cli.socket, command),
+        Command::Ss(args) => {
+            let mut rows = Vec::new();
+            let mut from = 0;
+            loop {
+                let Response::Sockets { rows: page, next } =
+                    ask(&cli.socket, &Request::Sockets { from })?
+                else {
+                    return Err("unexpected response to sockets".into());
+                };
+                rows.extend(page);
+                match next {
+                    Some(next) if next > from => from = next,
+                    _ => break,
+                }
+            }
+            ss::print(args, &rows);
+            Ok(())
+        }
         Command::Stats { json } => {
             let Response::Stats(counters) = ask(&cli.socket, &Request::Stats)? else {
                 return Err("unexpected response to stats".into());

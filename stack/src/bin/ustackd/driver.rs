@@ -238,6 +238,7 @@ fn handle_request(
             );
             (Response::Stats(counters), None)
         }
+        Request::Sockets { from } => (sockets.page(host, from), None),
         request => sockets.handle(request, fds, caller, host, registry, now),
     }
 }

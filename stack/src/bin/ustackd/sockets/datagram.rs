@@ -32,7 +32,7 @@ const MAX_RECORDS_PER_PUMP: usize = 64;
 pub struct DatagramState {
     /// The UDP layer's socket, once bound (`None` also for an IPv6-only socket: the stack
     /// speaks IPv4 only).
-    handle: Option<UdpHandle>,
+    pub(super) handle: Option<UdpHandle>,
     pub peer: Option<SocketAddrV4>,
     /// An error taken from the UDP layer that the pair had no room for yet.
     pending_error: Option<i32>,
@@ -153,9 +153,11 @@ impl AppSockets {
             Request::TcpInfo => Response::Errno(libc::EOPNOTSUPP),
             // SIOCOUTQ: datagrams leave at once.
             Request::OutQueue => Response::Values(vec![0]),
-            Request::Stats | Request::Socket { .. } | Request::Replace | Request::Closed { .. } => {
-                Response::Error("unexpected".into())
-            }
+            Request::Stats
+            | Request::Sockets { .. }
+            | Request::Socket { .. }
+            | Request::Replace
+            | Request::Closed { .. } => Response::Error("unexpected".into()),
         }
     }
 

@@ -32,6 +32,7 @@
 
 mod datagram;
 mod diag;
+mod listing;
 mod options;
 mod ports;
 mod pump;
@@ -431,6 +432,7 @@ impl AppSockets {
         let tcp = host.tcp_mut();
         match request {
             Request::Stats
+            | Request::Sockets { .. }
             | Request::Socket { .. }
             | Request::Replace
             | Request::Autobind
