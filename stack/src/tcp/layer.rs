@@ -14,6 +14,15 @@
 //!   driver wraps it in IPv4 (protocol 6). Then [`TcpLayer::poll_at`] gives the next timer
 //!   deadline. Pending output is never a deadline: it is drained by `poll_transmit`.
 //!
+//! # Cost per call
+//!
+//! Nothing scans the connection table on the hot path: a connection touched by an input,
+//! command or timer is put on a *dirty* list (once), and only those are polled for output;
+//! timer deadlines live in a min-heap with lazy deletion (an entry is stale when its
+//! connection has since rescheduled or gone, and stale entries are dropped when they reach
+//! the top). So `poll_transmit`, `handle_timeout` and `poll_at` cost what is due, not the
+//! number of connections — 100,000 idle connections cost nothing per turn.
+//!
 //! # Listener overflow
 //!
 //! A listener keeps at most `backlog` (clamped to `somaxconn`) established connections
@@ -34,7 +43,8 @@
 //! Cookies are checked only for listeners that sent one in the last two cookie periods, so a
 //! stray ACK to a quiet listener still gets its RST without a hash computation.
 
-use std::collections::{HashMap, VecDeque};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::net::{Ipv4Addr, SocketAddrV4};
 
 use crate::tcp::config::{SocketOptions, TcpConfig};
@@ -121,6 +131,11 @@ struct ConnEntry {
     in_accept_queue: bool,
     /// The application holds the handle (connect, or accept returned it).
     app_owned: bool,
+    /// In `TcpLayer::dirty` (at most once).
+    dirty: bool,
+    /// The deadline this connection has in `TcpLayer::timers` (older heap entries for it
+    /// are stale).
+    timer_at: Option<Instant>,
 }
 
 /// A listener as `ustack ss` shows it.
@@ -175,6 +190,10 @@ pub struct TcpLayer {
     /// each at most once (flags in the entries), so these never outgrow the tables.
     changed: Vec<ConnHandle>,
     acceptable: Vec<ListenerHandle>,
+    /// Connections that may have output to send (see "Cost per call").
+    dirty: Vec<ConnHandle>,
+    /// Timer deadlines: (when, slot index, generation), earliest first.
+    timers: BinaryHeap<Reverse<(Instant, u32, u32)>>,
     stats: TcpLayerStats,
 }
 
@@ -194,6 +213,8 @@ impl TcpLayer {
             queued: VecDeque::new(),
             changed: Vec::new(),
             acceptable: Vec::new(),
+            dirty: Vec::new(),
+            timers: BinaryHeap::new(),
             stats: TcpLayerStats::default(),
         }
     }
@@ -297,20 +318,27 @@ impl TcpLayer {
 
     /// Runs the timers due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
-        let due: Vec<ConnHandle> = self
-            .live_handles()
-            .filter(|&h| {
-                self.entry(h)
-                    .and_then(|e| e.conn.poll_at())
-                    .is_some_and(|at| at <= now)
-            })
-            .collect();
+        let mut due = Vec::new();
+        while let Some(&Reverse((at, index, generation))) = self.timers.peek() {
+            if at > now {
+                break;
+            }
+            self.timers.pop();
+            let handle = ConnHandle { index, generation };
+            if let Some(entry) = self.entry_mut(handle) {
+                if entry.timer_at == Some(at) {
+                    entry.timer_at = None;
+                    due.push(handle);
+                }
+            }
+        }
         for handle in due {
             if let Some(entry) = self.entry_mut(handle) {
                 entry.conn.handle_timeout(now);
             }
             self.after_event(handle);
         }
+        self.drop_stale_timers();
     }
 
     // ----- outputs -----
@@ -321,9 +349,13 @@ impl TcpLayer {
             self.stats.segments_out += 1;
             emit(src, dst, &bytes);
         }
-        let handles: Vec<ConnHandle> = self.live_handles().collect();
+        let handles = std::mem::take(&mut self.dirty);
         let mut buf = Vec::new();
         for handle in handles {
+            if let Some(entry) = self.entry_mut(handle) {
+                entry.dirty = false;
+                self.stats.connections_polled += 1;
+            }
             let Some(entry) = self.entry_mut(handle) else {
                 continue;
             };
@@ -341,8 +373,9 @@ impl TcpLayer {
                 }
             }
             self.stats.segments_out += sent;
-            self.after_event(handle);
+            self.settle(handle);
         }
+        self.drop_stale_timers();
     }
 
     /// Readiness changes since the last call: one event per application-owned connection
@@ -380,9 +413,8 @@ impl TcpLayer {
 
     /// The earliest timer deadline of all connections.
     pub fn poll_at(&self) -> Option<Instant> {
-        self.live_handles()
-            .filter_map(|h| self.entry(h).and_then(|e| e.conn.poll_at()))
-            .min()
+        // Every `&mut self` method leaves a live entry at the top (`drop_stale_timers`).
+        self.timers.peek().map(|Reverse((at, _, _))| *at)
     }
 
     // ----- listeners -----
@@ -456,7 +488,9 @@ impl TcpLayer {
                 entry.in_accept_queue = false;
                 entry.conn.abort();
             }
+            self.after_event(handle);
         }
+        self.drop_stale_timers();
     }
 
     // ----- connections -----
@@ -512,6 +546,8 @@ impl TcpLayer {
             listener: None,
             in_accept_queue: false,
             app_owned: true,
+            dirty: false,
+            timer_at: None,
         });
         self.stats.active_opens += 1;
         Ok(handle)
@@ -729,6 +765,8 @@ impl TcpLayer {
             listener: Some(listener),
             in_accept_queue: false,
             app_owned: false,
+            dirty: false,
+            timer_at: None,
         });
         if let Some(l) = self.listener_mut(listener) {
             l.half_open += 1;
@@ -844,6 +882,8 @@ impl TcpLayer {
             listener: Some(listener),
             in_accept_queue: true,
             app_owned: false,
+            dirty: false,
+            timer_at: None,
         });
         if let Some(l) = self.listener_mut(listener) {
             l.accept_queue.push_back(handle);
@@ -860,7 +900,30 @@ impl TcpLayer {
     }
 
     /// Bookkeeping after anything happened to a connection: listener queues and removal.
+    /// After anything happened to a connection: it may have output, and its readiness,
+    /// timers and place in the tables may change.
     fn after_event(&mut self, handle: ConnHandle) {
+        if let Some(entry) = self.entry_mut(handle) {
+            if !entry.dirty {
+                entry.dirty = true;
+                self.dirty.push(handle);
+            }
+        }
+        self.settle(handle);
+    }
+
+    /// Readiness events, timer deadline, accept queue and removal after a change.
+    fn settle(&mut self, handle: ConnHandle) {
+        if let Some(entry) = self.entry_mut(handle) {
+            let at = entry.conn.poll_at();
+            if at != entry.timer_at {
+                entry.timer_at = at;
+                if let Some(at) = at {
+                    self.timers
+                        .push(Reverse((at, handle.index, handle.generation)));
+                }
+            }
+        }
         if let Some(entry) = self.entry_mut(handle) {
             if entry.app_owned && !entry.change_pending && entry.conn.readiness() != entry.reported
             {
@@ -900,6 +963,20 @@ impl TcpLayer {
         };
         if !entry.app_owned && entry.listener.is_none() && entry.conn.is_finished() {
             self.remove_conn(handle);
+        }
+    }
+
+    /// Pops heap entries at the top that no longer stand for a deadline, so that
+    /// [`TcpLayer::poll_at`] can trust the top.
+    fn drop_stale_timers(&mut self) {
+        while let Some(&Reverse((at, index, generation))) = self.timers.peek() {
+            let live = self
+                .entry(ConnHandle { index, generation })
+                .is_some_and(|e| e.timer_at == Some(at));
+            if live {
+                break;
+            }
+            self.timers.pop();
         }
     }
 
@@ -981,6 +1058,9 @@ impl TcpLayer {
         };
         let handle = ConnHandle { index, generation };
         self.by_tuple.insert(key, handle);
+        // A new connection has its SYN or SYN-ACK to send and its timers to arm.
+        self.after_event(handle);
+        self.drop_stale_timers();
         handle
     }
 

@@ -88,4 +88,7 @@ pub struct TcpLayerStats {
     pub syncookies_sent: u64,
     pub syncookies_received: u64,
     pub syncookies_failed: u64,
+    /// Connections asked for output by `poll_transmit` (only those touched since: the cost
+    /// of a turn follows the work, not the number of connections).
+    pub connections_polled: u64,
 }
