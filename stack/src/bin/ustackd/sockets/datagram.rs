@@ -184,6 +184,7 @@ impl AppSockets {
         if let Some(state) = self.datagram_mut(idx) {
             state.handle = Some(handle);
         }
+        self.by_udp.insert(handle, idx);
     }
 
     /// Linux `inet_dgram_connect` + `__ip4_datagram_connect`.
@@ -260,6 +261,7 @@ impl AppSockets {
             if let Some(state) = self.datagram_mut(idx) {
                 if let Some(handle) = state.handle.take() {
                     udp.close(handle);
+                    self.by_udp.remove(&handle);
                 }
             }
             if let Some(sock) = self.slot_mut(idx) {
@@ -417,7 +419,7 @@ impl AppSockets {
                 tracing::debug!(?dst, errno = send_errno(error), "datagram not sent");
             }
         }
-        self.busy = true;
+        // Records are left: the socket stays on the list (`pump` marks it again).
         moved
     }
 

@@ -194,6 +194,8 @@ struct Sock {
     /// or the last byte, already forwarded by peeking).
     skip: usize,
     flags: PairFlags,
+    /// In `AppSockets::dirty` (at most once).
+    dirty: bool,
 }
 
 impl Sock {
@@ -239,6 +241,13 @@ impl Sock {
         }
     }
 
+    fn udp_handle(&self) -> Option<ustack::udp::UdpHandle> {
+        match &self.state {
+            SockState::Datagram(state) => state.handle,
+            _ => None,
+        }
+    }
+
     fn handle(&self) -> Option<ConnHandle> {
         match &self.state {
             SockState::Connecting { handle, .. } => Some(*handle),
@@ -270,6 +279,14 @@ pub struct AppSockets {
     scratch: Vec<u8>,
     /// Work is left that the next loop turn must do without waiting.
     busy: bool,
+    /// Sockets to look at in the next pump: something happened to their pair (mio event), to
+    /// their TCP connection or UDP socket (the stack's events), or they asked to be looked at
+    /// again. Nothing else is visited, so idle sockets cost nothing per turn.
+    dirty: Vec<usize>,
+    /// Which socket holds a TCP connection or UDP socket (for the stack's events).
+    by_conn: HashMap<ConnHandle, usize>,
+    by_udp: HashMap<ustack::udp::UdpHandle, usize>,
+    events: Vec<ustack::tcp::layer::TcpEvent>,
 }
 
 impl AppSockets {
@@ -285,6 +302,10 @@ impl AppSockets {
             diag: diag::Diag::new(),
             scratch: vec![0; pump::CHUNK],
             busy: false,
+            dirty: Vec::new(),
+            by_conn: HashMap::new(),
+            by_udp: HashMap::new(),
+            events: Vec::new(),
         }
     }
 
@@ -294,7 +315,40 @@ impl AppSockets {
 
     /// Whether the loop must turn again at once.
     pub fn is_busy(&self) -> bool {
-        self.busy
+        self.busy || !self.dirty.is_empty()
+    }
+
+    /// Puts a socket on the list for the next pump.
+    fn mark(&mut self, idx: usize) {
+        if let Some(sock) = self.slots.get_mut(idx).and_then(Option::as_mut) {
+            if !sock.dirty {
+                sock.dirty = true;
+                self.dirty.push(idx);
+            }
+        }
+    }
+
+    /// Remembers that socket `idx` holds TCP connection `handle`.
+    fn track_conn(&mut self, handle: ConnHandle, idx: usize) {
+        self.by_conn.insert(handle, idx);
+    }
+
+    /// Forgets the stack objects socket `idx` holds (before it is removed or killed).
+    fn untrack(&mut self, idx: usize) {
+        let Some(sock) = self.slot(idx) else {
+            return;
+        };
+        let (conn, udp) = (sock.handle(), sock.udp_handle());
+        if let Some(handle) = conn {
+            if self.by_conn.get(&handle) == Some(&idx) {
+                self.by_conn.remove(&handle);
+            }
+        }
+        if let Some(handle) = udp {
+            if self.by_udp.get(&handle) == Some(&idx) {
+                self.by_udp.remove(&handle);
+            }
+        }
     }
 
     /// Counters for `ustack stats`.
@@ -328,11 +382,9 @@ impl AppSockets {
 
     /// Readiness of a pair, as mio reported it.
     pub fn on_event(&mut self, token: Token, event: &mio::event::Event) {
-        let Some(sock) = self
-            .slots
-            .get_mut(token.0 - SOCKET_TOKEN_BASE)
-            .and_then(Option::as_mut)
-        else {
+        let idx = token.0 - SOCKET_TOKEN_BASE;
+        self.mark(idx);
+        let Some(sock) = self.slots.get_mut(idx).and_then(Option::as_mut) else {
             return;
         };
         let flags = &mut sock.flags;
@@ -392,6 +444,8 @@ impl AppSockets {
         let Some(&idx) = self.by_ino.get(&ino) else {
             return (Response::Errno(libc::ENOTSOCK), None);
         };
+        // Whatever the request changed, the next pump looks at this socket.
+        self.mark(idx);
         if self.slot(idx).is_some_and(|s| s.kind == SockKind::Dgram) {
             return (self.answer_datagram(idx, request, caller, host), None);
         }
@@ -520,6 +574,7 @@ impl AppSockets {
             },
             skip: usize::from(kind == SockKind::Stream),
             flags: PairFlags::default(),
+            dirty: false,
         };
         match self.insert(sock, registry) {
             Some(_) => Ok(app),
@@ -552,13 +607,18 @@ impl AppSockets {
         if let Some(sock) = self.slot_mut(idx) {
             sock.flags.readable = true;
             sock.flags.writable = true;
+            sock.dirty = false;
         }
-        self.busy = true;
+        self.mark(idx);
+        if let Some(handle) = self.slot(idx).and_then(Sock::handle) {
+            self.track_conn(handle, idx);
+        }
         Some(idx)
     }
 
     /// Forgets a record: its port, its pair (closed: the program sees the effect).
     fn remove(&mut self, idx: usize, registry: &Registry) {
+        self.untrack(idx);
         let Some(sock) = self.slots.get_mut(idx).and_then(Option::take) else {
             return;
         };
@@ -577,6 +637,7 @@ impl AppSockets {
     /// Closes a socket's pair to deliver `error` (or EOF-like reset) and keeps the record as
     /// `Dead` for SO_ERROR and friends.
     fn kill(&mut self, idx: usize, error: Option<i32>, registry: &Registry) {
+        self.untrack(idx);
         let Some(sock) = self.slot_mut(idx) else {
             return;
         };
@@ -876,7 +937,8 @@ impl AppSockets {
                 peer: remote,
             };
         }
-        self.busy = true;
+        self.track_conn(handle, idx);
+        self.mark(idx);
         Response::InProgress
     }
 

@@ -12,7 +12,7 @@ use nix::errno::Errno;
 use ustack::control::{AcceptRecord, Family, SockKind, SENTINEL};
 use ustack::host::Host;
 use ustack::tcp::connection::{RecvError, SendError, State};
-use ustack::tcp::layer::{ConnHandle, ListenerHandle, TcpLayer};
+use ustack::tcp::layer::{ConnHandle, ListenerHandle, TcpEvent, TcpLayer};
 use ustack::time::Instant;
 
 use super::ports::Binding;
@@ -42,13 +42,42 @@ enum Delivery {
 
 impl AppSockets {
     /// Moves what can move; true if anything changed.
+    /// Looks only at the sockets something happened to (see `AppSockets::dirty`); one that
+    /// made progress is looked at again in the next round, as it may have more to move.
     pub fn pump(&mut self, host: &mut Host, registry: &Registry, now: Instant) -> bool {
         self.busy = false;
         let mut progress = self.pump_listeners(host.tcp_mut(), registry, now);
-        for idx in 0..self.slots.len() {
-            progress |= self.pump_one(idx, host, registry, now);
+        self.collect_stack_events(host);
+        for idx in std::mem::take(&mut self.dirty) {
+            match self.slots.get_mut(idx).and_then(Option::as_mut) {
+                Some(sock) => sock.dirty = false,
+                None => continue,
+            }
+            if self.pump_one(idx, host, registry, now) {
+                progress = true;
+                self.mark(idx);
+            }
         }
         progress
+    }
+
+    /// Marks the sockets whose TCP connection or UDP socket has news.
+    fn collect_stack_events(&mut self, host: &mut Host) {
+        let mut events = std::mem::take(&mut self.events);
+        host.tcp_mut().drain_events(&mut events);
+        for event in events.drain(..) {
+            if let TcpEvent::Connection(handle, _) = event {
+                if let Some(&idx) = self.by_conn.get(&handle) {
+                    self.mark(idx);
+                }
+            }
+        }
+        self.events = events;
+        for handle in host.udp_mut().take_ready() {
+            if let Some(&idx) = self.by_udp.get(&handle) {
+                self.mark(idx);
+            }
+        }
     }
 
     pub(super) fn pump_one(
@@ -535,5 +564,6 @@ fn accepted_sock(
         state: SockState::Connected(Box::new(new_stream(handle, peer, false))),
         skip: 1,
         flags: PairFlags::default(),
+        dirty: false,
     }
 }
