@@ -21,7 +21,7 @@ use crate::iface::{
 };
 use crate::services::Services;
 use crate::tcp::config::TcpConfig;
-use crate::tcp::layer::{TcpLayer, IP_DONT_FRAGMENT, IP_TOS, IP_TTL};
+use crate::tcp::layer::{TcpEvent, TcpLayer, IP_DONT_FRAGMENT, IP_TOS, IP_TTL};
 use crate::time::Instant;
 use crate::udp::{UdpHandle, UdpLayer, MAX_PAYLOAD};
 use crate::wire::udp::UdpRepr;
@@ -46,6 +46,12 @@ pub struct Host {
     services: Option<Services>,
     /// Scratch for building UDP datagrams.
     udp_buf: Vec<u8>,
+    /// TCP readiness events for the application side (the services take theirs), kept only
+    /// once someone has asked for them (a host driven without an application side would
+    /// otherwise collect them forever).
+    app_events: Vec<TcpEvent>,
+    app_events_wanted: bool,
+    events_scratch: Vec<TcpEvent>,
 }
 
 /// Why [`Host::udp_send`] refused a datagram (the errno Linux's `udp_sendmsg` returns).
@@ -112,6 +118,9 @@ impl Host {
             udp: UdpLayer::new(),
             services,
             udp_buf: Vec::new(),
+            app_events: Vec::new(),
+            app_events_wanted: false,
+            events_scratch: Vec::new(),
         }
     }
 
@@ -131,6 +140,7 @@ impl Host {
                 self.tcp.handle_timeout(now);
             }
             self.iface.handle_timeout(now);
+            self.route_tcp_events();
             if let Some(services) = &mut self.services {
                 services.poll(&mut self.tcp);
             }
@@ -161,6 +171,30 @@ impl Host {
                 break;
             }
         }
+    }
+
+    /// Moves the TCP layer's readiness events to the services or the application side.
+    fn route_tcp_events(&mut self) {
+        let mut events = std::mem::take(&mut self.events_scratch);
+        self.tcp.drain_events(&mut events);
+        for event in events.drain(..) {
+            let taken = self
+                .services
+                .as_mut()
+                .is_some_and(|services| services.notify(event));
+            if !taken && self.app_events_wanted {
+                self.app_events.push(event);
+            }
+        }
+        self.events_scratch = events;
+    }
+
+    /// The TCP readiness events for connections and listeners the application side holds
+    /// (see [`TcpLayer::drain_events`]); use this rather than draining the layer directly.
+    pub fn take_tcp_events(&mut self, out: &mut Vec<TcpEvent>) {
+        self.app_events_wanted = true;
+        self.route_tcp_events();
+        out.append(&mut self.app_events);
     }
 
     /// Hands queued frames to the device; see [`Interface::transmit`].

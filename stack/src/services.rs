@@ -1,11 +1,14 @@
 //! Built-in TCP test services, so TCP can be exercised by kernel tools before any program runs
 //! on the stack: echo (RFC 862, port 7), discard (RFC 863, port 9) and chargen (RFC 864,
-//! port 19). Each is a small state machine over TCP handles; no I/O, no clock.
+//! port 19). Each is a small state machine over TCP handles; no I/O, no clock. A session is
+//! stepped only when the TCP layer reports a change for it ([`Services::notify`]), so idle
+//! sessions cost nothing.
 
+use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddrV4};
 
 use crate::tcp::connection::RecvError;
-use crate::tcp::layer::{ConnHandle, ListenerHandle, TcpLayer};
+use crate::tcp::layer::{ConnHandle, ListenerHandle, TcpEvent, TcpLayer};
 
 const ECHO_PORT: u16 = 7;
 const DISCARD_PORT: u16 = 9;
@@ -33,13 +36,18 @@ struct Session {
     chargen_offset: usize,
     /// The peer finished sending (FIN read).
     peer_done: bool,
+    /// In `Services::ready`.
+    queued: bool,
 }
 
 /// The running services.
 #[derive(Debug)]
 pub struct Services {
     listeners: Vec<(Kind, ListenerHandle)>,
-    sessions: Vec<Session>,
+    sessions: HashMap<ConnHandle, Session>,
+    /// Sessions (and whether a listener) with news since the last `poll`.
+    ready: Vec<ConnHandle>,
+    acceptable: bool,
     scratch: Vec<u8>,
     chargen_pattern: Vec<u8>,
 }
@@ -61,35 +69,97 @@ impl Services {
         }
         Services {
             listeners,
-            sessions: Vec::new(),
+            sessions: HashMap::new(),
+            ready: Vec::new(),
+            acceptable: true,
             scratch: vec![0; READ_CHUNK],
             chargen_pattern: chargen_pattern(),
         }
     }
 
     /// Accepts new connections and moves data on every session.
+    /// Takes a TCP event if it is about a service's connection or listener; returns false
+    /// for everyone else's.
+    pub fn notify(&mut self, event: TcpEvent) -> bool {
+        match event {
+            TcpEvent::Connection(handle, _) => match self.sessions.get_mut(&handle) {
+                Some(session) => {
+                    if !session.queued {
+                        session.queued = true;
+                        self.ready.push(handle);
+                    }
+                    true
+                }
+                None => false,
+            },
+            TcpEvent::Acceptable(listener) if self.listeners.iter().any(|l| l.1 == listener) => {
+                self.acceptable = true;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Accepts new connections and steps the sessions with news.
     pub fn poll(&mut self, tcp: &mut TcpLayer) {
-        for &(kind, listener) in &self.listeners {
-            while let Some((handle, _peer)) = tcp.accept(listener) {
-                self.sessions.push(Session {
-                    kind,
-                    handle,
-                    pending: Vec::new(),
-                    chargen_offset: 0,
-                    peer_done: false,
-                });
+        if std::mem::take(&mut self.acceptable) {
+            for &(kind, listener) in &self.listeners {
+                while let Some((handle, _peer)) = tcp.accept(listener) {
+                    self.sessions.insert(
+                        handle,
+                        Session {
+                            kind,
+                            handle,
+                            pending: Vec::new(),
+                            chargen_offset: 0,
+                            peer_done: false,
+                            queued: true,
+                        },
+                    );
+                    self.ready.push(handle);
+                }
             }
         }
-        let scratch = &mut self.scratch;
-        let pattern = &self.chargen_pattern;
-        self.sessions
-            .retain_mut(|session| session.step(tcp, scratch, pattern));
+        for handle in std::mem::take(&mut self.ready) {
+            let Some(session) = self.sessions.get_mut(&handle) else {
+                continue;
+            };
+            session.queued = false;
+            if !session.step(tcp, &mut self.scratch, &self.chargen_pattern) {
+                self.sessions.remove(&handle);
+            }
+        }
+    }
+
+    pub fn session_count(&self) -> usize {
+        self.sessions.len()
     }
 }
 
 impl Session {
     /// Moves what can be moved; false once the session is over (its handle closed).
+    /// Runs the session until it can do nothing more without news from TCP. Events are
+    /// edge-triggered, so echo, which stops reading when its buffer is full, goes round again
+    /// after sending: stopping with readable data and room for it would stall. Returns false
+    /// once the session is over.
     fn step(&mut self, tcp: &mut TcpLayer, scratch: &mut [u8], pattern: &[u8]) -> bool {
+        loop {
+            match self.step_once(tcp, scratch, pattern) {
+                None => return false,
+                Some(true) if self.kind == Kind::Echo => {}
+                Some(_) => return true,
+            }
+        }
+    }
+
+    /// One read-then-write pass: `None` when the session ended, else whether bytes moved.
+    fn step_once(
+        &mut self,
+        tcp: &mut TcpLayer,
+        scratch: &mut [u8],
+        pattern: &[u8],
+    ) -> Option<bool> {
+        let mut moved = false;
         // Read (echo only as far as it can hold; the others read everything and drop it).
         while !self.peer_done {
             let room = match self.kind {
@@ -102,8 +172,12 @@ impl Session {
                 break;
             }
             match tcp.recv(self.handle, &mut scratch[..room]) {
-                Ok(0) => self.peer_done = true,
+                Ok(0) => {
+                    self.peer_done = true;
+                    moved = true;
+                }
                 Ok(n) => {
+                    moved = true;
                     if self.kind == Kind::Echo {
                         self.pending.extend_from_slice(&scratch[..n]);
                     }
@@ -119,6 +193,7 @@ impl Session {
                     match tcp.send(self.handle, &self.pending) {
                         Ok(0) => break,
                         Ok(n) => {
+                            moved = true;
                             self.pending.drain(..n);
                         }
                         Err(_) => return self.finish(tcp, true),
@@ -140,16 +215,16 @@ impl Session {
         if self.peer_done && self.pending.is_empty() {
             return self.finish(tcp, false);
         }
-        true
+        Some(moved)
     }
 
-    fn finish(&mut self, tcp: &mut TcpLayer, failed: bool) -> bool {
+    fn finish(&mut self, tcp: &mut TcpLayer, failed: bool) -> Option<bool> {
         if failed {
             let _ = tcp.abort(self.handle);
         } else {
             let _ = tcp.close(self.handle);
         }
-        false
+        None
     }
 }
 

@@ -118,6 +118,17 @@ pub enum TcpEvent {
     Acceptable(ListenerHandle),
 }
 
+impl ConnEntry {
+    /// The application just called recv or send and so knows the current readiness (it
+    /// reads until WouldBlock and writes until 0, like an edge-triggered epoll user): the
+    /// next event is for a change after this point. Without it, data arriving between a
+    /// draining recv and the next `drain_events` would restore the last reported value and
+    /// raise no event, leaving the data unread.
+    fn saw_readiness(&mut self) {
+        self.reported = self.conn.readiness();
+    }
+}
+
 #[derive(Debug)]
 struct ConnEntry {
     /// Readiness last reported through an event.
@@ -555,7 +566,11 @@ impl TcpLayer {
 
     pub fn send(&mut self, handle: ConnHandle, data: &[u8]) -> Result<usize, SendError> {
         let result = match self.entry_mut(handle) {
-            Some(entry) => entry.conn.send(data),
+            Some(entry) => {
+                let result = entry.conn.send(data);
+                entry.saw_readiness();
+                result
+            }
             None => Err(SendError::Shutdown),
         };
         self.after_event(handle);
@@ -564,7 +579,11 @@ impl TcpLayer {
 
     pub fn recv(&mut self, handle: ConnHandle, buf: &mut [u8]) -> Result<usize, RecvError> {
         let result = match self.entry_mut(handle) {
-            Some(entry) => entry.conn.recv(buf),
+            Some(entry) => {
+                let result = entry.conn.recv(buf);
+                entry.saw_readiness();
+                result
+            }
             None => Err(RecvError::NotConnected),
         };
         self.after_event(handle);

@@ -64,7 +64,7 @@ impl AppSockets {
     /// Marks the sockets whose TCP connection or UDP socket has news.
     fn collect_stack_events(&mut self, host: &mut Host) {
         let mut events = std::mem::take(&mut self.events);
-        host.tcp_mut().drain_events(&mut events);
+        host.take_tcp_events(&mut events);
         for event in events.drain(..) {
             if let TcpEvent::Connection(handle, _) = event {
                 if let Some(&idx) = self.by_conn.get(&handle) {
