@@ -202,3 +202,34 @@ fn daemon_exits_cleanly_on_sigterm_and_sigint() {
         assert!(!daemon.socket.exists(), "control socket left behind");
     }
 }
+
+/// CPU time (user + system, in clock ticks) a process has used.
+fn cpu_ticks(pid: i32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("reading /proc stat");
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let field = |i: usize| {
+        fields
+            .get(i - 3)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    field(14) + field(15)
+}
+
+/// The daemon never spins: after traffic stops (and its busy-poll window has passed), an idle
+/// daemon uses no CPU.
+#[test]
+fn idle_daemon_uses_no_cpu() {
+    let netns = Netns::new("idle");
+    let daemon = Daemon::start(&netns, &[]);
+    let out = netns.run("ping", &["-c", "5", "-i", "0.01", "-q", STACK_IP]);
+    assert_eq!(received(&text(&out)), 5, "{}", text(&out));
+    std::thread::sleep(Duration::from_millis(200));
+    let before = cpu_ticks(daemon.process.pid());
+    std::thread::sleep(Duration::from_secs(2));
+    let used = cpu_ticks(daemon.process.pid()) - before;
+    // A tick is 10 ms: a spinning daemon would use ~200 in two seconds.
+    assert!(used <= 2, "the idle daemon used {used} ticks of CPU in 2 s");
+}

@@ -44,6 +44,11 @@ pub struct Driver {
     pub sockets: AppSockets,
     pub signals: SignalFd,
     pub clock: Clock,
+    /// After a turn that did work, keep polling without sleeping for this long: under load
+    /// the next frame is microseconds away, and a sleep and wake-up costs more than that
+    /// (measured: ping RTT through the TAP 0.065 ms sleeping, 0.013-0.020 ms polling, kernel
+    /// veth 0.008-0.013). An idle daemon still sleeps (0% CPU): the window opens only on work.
+    pub busy_poll: Duration,
 }
 
 /// The monotonic clock, read once per loop turn.
@@ -87,10 +92,13 @@ impl Driver {
         let mut device_full = false;
         // Socket work was left over last turn: do not sleep.
         let mut sockets_busy = false;
+        // When the last turn did work (see BUSY_POLL).
+        let mut last_work: Option<Duration> = None;
 
         loop {
             let now = self.clock.now();
-            let timeout = if device_backlog || sockets_busy {
+            let busy_polling = last_work.is_some_and(|at| now.saturating_sub(at) < self.busy_poll);
+            let timeout = if device_backlog || sockets_busy || busy_polling {
                 Some(Duration::ZERO)
             } else if device_full {
                 Some(TX_RETRY)
@@ -103,6 +111,9 @@ impl Driver {
                 Err(e) => return Err(e),
             }
             let now = self.clock.now();
+            if !events.is_empty() {
+                last_work = Some(now);
+            }
             let stamp = Instant::from_duration(now);
 
             for event in events.iter() {
@@ -151,6 +162,9 @@ impl Driver {
                     }
                 }
                 device_backlog = frames >= MAX_FRAMES_PER_TURN;
+                if frames > 0 {
+                    last_work = Some(now);
+                }
             }
 
             // Socket data and loopback traffic feed each other: alternate until quiet.

@@ -117,6 +117,7 @@ fn run(args: Args) -> Result<(), String> {
         sockets: sockets::AppSockets::new(rand::random()),
         signals,
         clock,
+        busy_poll: std::time::Duration::from_micros(args.busy_poll_us),
     };
     driver.run().map_err(|e| e.to_string())
 }
