@@ -100,12 +100,47 @@ fn apply_flags(fd: c_int, cloexec: bool, nonblocking: bool) -> OpResult<()> {
     Ok(())
 }
 
-/// Puts a fresh socketpair under `fd` (after the old one was closed to deliver an error):
-/// same fd number, same O_NONBLOCK and FD_CLOEXEC.
-fn replace_pair(fd: c_int) -> OpResult<()> {
+/// Puts `app` (a new program end from the daemon) in place of the socket's descriptor `fd`:
+/// same number, same O_NONBLOCK and FD_CLOEXEC, same SO_RCVTIMEO/SO_SNDTIMEO (which live
+/// on the descriptor's own socket). Consumes `app`.
+fn install(fd: c_int, app: c_int) -> OpResult<()> {
+    let result = install_over(fd, app);
+    close_quietly(app);
+    result
+}
+
+fn install_over(fd: c_int, app: c_int) -> OpResult<()> {
     let nonblocking = status_flags(fd)? & libc::O_NONBLOCK != 0;
     // SAFETY: F_GETFD has no argument.
     let cloexec = unsafe { real::fcntl(fd, libc::F_GETFD, 0) } & libc::FD_CLOEXEC != 0;
+    apply_flags(app, true, nonblocking)?;
+    for name in [libc::SO_RCVTIMEO, libc::SO_SNDTIMEO] {
+        let mut tv = libc::timeval {
+            tv_sec: 0,
+            tv_usec: 0,
+        };
+        let mut len = std::mem::size_of::<libc::timeval>() as socklen_t;
+        let tv_ptr = std::ptr::addr_of_mut!(tv);
+        // SAFETY: getsockopt writes at most `len` bytes into `tv`; setsockopt reads them.
+        unsafe {
+            if real::getsockopt(fd, libc::SOL_SOCKET, name, tv_ptr.cast(), &mut len) == 0
+                && (tv.tv_sec != 0 || tv.tv_usec != 0)
+            {
+                real::setsockopt(app, libc::SOL_SOCKET, name, tv_ptr.cast(), len);
+            }
+        }
+    }
+    let dup_flags = if cloexec { libc::O_CLOEXEC } else { 0 };
+    // SAFETY: dup3 onto the program's descriptor, which names this very socket.
+    if unsafe { real::dup3(app, fd, dup_flags) } < 0 {
+        return Err(Fail::Errno(real::errno()));
+    }
+    Ok(())
+}
+
+/// Gives `fd` a fresh unconnected socket from the daemon (after its pair was closed to
+/// deliver an error): Linux lets a program use the socket again.
+fn replace_pair(fd: c_int) -> OpResult<()> {
     let app = match conn::call_fd(&Request::Replace, &[fd]).map_err(errno_of_conn)? {
         (Response::Ok, Some(app)) => app,
         (response, passed) => {
@@ -118,20 +153,29 @@ fn replace_pair(fd: c_int) -> OpResult<()> {
             }));
         }
     };
-    if let Err(e) = apply_flags(app, true, nonblocking) {
-        close_quietly(app);
-        return Err(e);
-    }
-    let dup_flags = if cloexec { libc::O_CLOEXEC } else { 0 };
-    // SAFETY: dup3 onto the program's descriptor, which names this very socket.
-    let rc = unsafe { real::dup3(app, fd, dup_flags) };
-    let errno = real::errno();
-    close_quietly(app);
-    if rc < 0 {
-        return Err(Fail::Errno(errno));
-    }
+    install(fd, app)?;
     table::set_role(fd, Role::Unconnected);
     Ok(())
+}
+
+/// Like `ask`, for requests whose reply may carry a new program end for the socket (listen
+/// and connect give a fresh socket its pair): it is put in place of `fd` first.
+fn ask_installing(fd: c_int, request: &Request) -> OpResult<Response> {
+    let mut replaced = false;
+    loop {
+        let (response, passed) = conn::call_fd(request, &[fd]).map_err(errno_of_conn)?;
+        if let Some(app) = passed {
+            install(fd, app)?;
+        }
+        match response {
+            Response::Stale if !replaced => {
+                replace_pair(fd)?;
+                replaced = true;
+            }
+            Response::Error(_) => return Err(Fail::Errno(libc::EINVAL)),
+            other => return Ok(other),
+        }
+    }
 }
 
 // ----- socket, bind, listen, accept, connect -----
@@ -190,7 +234,7 @@ pub fn bind(fd: c_int, addr: *const sockaddr, len: socklen_t) -> OpResult<c_int>
 pub fn listen(fd: c_int, backlog: c_int) -> OpResult<c_int> {
     let entry = ours(fd)?;
     let newly = entry.role != Role::Listener;
-    expect_ok(ask(fd, &Request::Listen { backlog })?)?;
+    expect_ok(ask_installing(fd, &Request::Listen { backlog })?)?;
     if newly {
         // Make the fd never writable, as a listening TCP socket is not (DESIGN.md): fill its
         // send buffer past the point where poll reports POLLOUT. The daemon never reads it.
@@ -374,7 +418,7 @@ pub fn connect(fd: c_int, addr: *const sockaddr, len: socklen_t) -> OpResult<c_i
         addr: remote,
         filler: u32::try_from(filler).unwrap_or(u32::MAX),
     };
-    match ask(fd, &request)? {
+    match ask_installing(fd, &request)? {
         Response::Ok => return Ok(0),
         Response::InProgress => {}
         Response::Errno(errno) => return Err(Fail::Errno(errno)),
@@ -909,11 +953,10 @@ pub fn ioctl(fd: c_int, request: libc::c_ulong, arg: *mut c_void) -> OpResult<c_
     }
 }
 
-/// poll(): two kinds of ustack socket need help. A TCP socket that is neither connected nor
-/// listening reports POLLHUP (and POLLOUT) on Linux, at once; its socketpair would report
-/// only POLLOUT, or block. A UDP socket with a pending error reports POLLERR, which its
-/// pair shows as an `Error` record (POLLIN). Only when such sockets are among the
-/// descriptors does the shim step in.
+/// poll(): a UDP socket with a pending error reports POLLERR, which its pair shows as an
+/// `Error` record (POLLIN): only when UDP sockets are among the descriptors does the shim
+/// step in. (A fresh TCP socket needs no help: it is an unconnected unix socket, which polls
+/// POLLOUT|POLLHUP like one.)
 pub fn poll(fds: *mut libc::pollfd, count: libc::nfds_t, timeout: c_int) -> OpResult<c_int> {
     if !table::any_needing_poll_help() || count == 0 {
         return Err(Fail::Pass);
@@ -928,26 +971,18 @@ pub fn poll(fds: *mut libc::pollfd, count: libc::nfds_t, timeout: c_int) -> OpRe
         // SAFETY: each chunk holds the bytes of one pollfd copied from the caller.
         .map(|chunk| unsafe { std::ptr::read_unaligned(chunk.as_ptr().cast()) })
         .collect();
-    let kinds: Vec<Option<Role>> = polled
+    let datagram: Vec<bool> = polled
         .iter()
-        .map(|p| table::get(p.fd).map(|e| e.role))
+        .map(|p| table::get(p.fd).is_some_and(|e| e.kind == SockKind::Dgram))
         .collect();
-    let fresh = |role: &Option<Role>| *role == Some(Role::Unconnected);
-    let datagram = |role: &Option<Role>| {
-        matches!(
-            role,
-            Some(Role::Datagram | Role::BoundDatagram | Role::ConnectedDatagram)
-        )
-    };
-    if !kinds.iter().any(|k| fresh(k) || datagram(k)) {
+    if !datagram.contains(&true) {
         return Err(Fail::Pass);
     }
-    // Something is ready now (a fresh socket's POLLHUP, an error already queued): never wait.
-    let ready_now = kinds.iter().any(fresh)
-        || polled
-            .iter()
-            .zip(&kinds)
-            .any(|(p, k)| datagram(k) && crate::dgram::head_error_state(p.fd).is_some());
+    // An error already queued is ready now: never wait.
+    let ready_now = polled
+        .iter()
+        .zip(&datagram)
+        .any(|(p, &d)| d && crate::dgram::head_error_state(p.fd).is_some());
     let wait = if ready_now { 0 } else { timeout };
     // SAFETY: `polled` is our own array of `count` pollfds.
     let n = unsafe { real::poll(polled.as_mut_ptr(), count, wait) };
@@ -955,11 +990,8 @@ pub fn poll(fds: *mut libc::pollfd, count: libc::nfds_t, timeout: c_int) -> OpRe
         return Err(Fail::Errno(real::errno()));
     }
     let mut ready = 0;
-    for (p, kind) in polled.iter_mut().zip(&kinds) {
-        if fresh(kind) {
-            p.revents |= libc::POLLHUP;
-        }
-        if datagram(kind) {
+    for (p, &is_datagram) in polled.iter_mut().zip(&datagram) {
+        if is_datagram {
             if let Some(only_error) = crate::dgram::head_error_state(p.fd) {
                 p.revents |= libc::POLLERR;
                 if only_error {

@@ -30,18 +30,15 @@ enum Slot {
 
 const SHARDS: usize = 32;
 
-/// How many entries `poll` must look at (unconnected TCP sockets and UDP sockets): it looks
-/// at the table only when there are some.
+/// How many entries `poll` must look at (UDP sockets): it looks at the table only when there
+/// are some.
 static POLL_HELPED: AtomicUsize = AtomicUsize::new(0);
 
 fn count_role(slot: Option<Slot>, delta: isize) {
     let Some(Slot::Ours(entry)) = slot else {
         return;
     };
-    if !matches!(
-        entry.role,
-        Role::Unconnected | Role::Datagram | Role::BoundDatagram | Role::ConnectedDatagram
-    ) {
+    if entry.kind != SockKind::Dgram {
         return;
     }
     if delta > 0 {

@@ -26,6 +26,11 @@
 //!   is not writable; the daemon discards them when the handshake completes, which makes the
 //!   fd writable (POLLOUT) at exactly that moment.
 //!
+//! - a TCP socket starts *without* a pair: the program gets a plain unconnected AF_UNIX
+//!   stream socket, which polls exactly like a fresh TCP socket (POLLOUT|POLLHUP in poll,
+//!   select and epoll alike). `listen` and `connect` give it its pair, whose program end goes
+//!   back with the reply; the shim puts it in place of the fresh socket (dup3).
+//!
 //! A socket whose pair was closed to deliver an error stays known (as `Dead`) so that
 //! SO_ERROR, getsockname and a retried connect work; such records have no pair to tell when
 //! the program closes them, so the oldest are forgotten beyond [`MAX_DEAD`].
@@ -287,6 +292,9 @@ pub struct AppSockets {
     by_conn: HashMap<ConnHandle, usize>,
     by_udp: HashMap<ustack::udp::UdpHandle, usize>,
     events: Vec<ustack::tcp::layer::TcpEvent>,
+    /// The program end of a pair made while answering the current request (`attach_pair`),
+    /// sent back with the reply.
+    reply_fd: Option<OwnedFd>,
 }
 
 impl AppSockets {
@@ -306,6 +314,7 @@ impl AppSockets {
             by_conn: HashMap::new(),
             by_udp: HashMap::new(),
             events: Vec::new(),
+            reply_fd: None,
         }
     }
 
@@ -455,7 +464,8 @@ impl AppSockets {
                 Err(response) => (response, None),
             };
         }
-        (self.answer(idx, request, caller, host, registry, now), None)
+        let response = self.answer(idx, request, caller, host, registry, now);
+        (response, self.reply_fd.take())
     }
 
     /// A program closed a descriptor of socket `ino`: if no descriptor is left, release the
@@ -494,8 +504,10 @@ impl AppSockets {
             Request::Bind { addr, v4_mapped } => {
                 self.bind(idx, addr, v4_mapped, caller, stack_addr)
             }
-            Request::Listen { backlog } => self.listen(idx, backlog, tcp),
-            Request::Connect { addr, filler } => self.connect(idx, addr, filler, tcp, now),
+            Request::Listen { backlog } => self.listen(idx, backlog, tcp, registry),
+            Request::Connect { addr, filler } => {
+                self.connect(idx, addr, filler, tcp, registry, now)
+            }
             Request::Disconnect => self.disconnect(idx, tcp, registry),
             Request::TakeError => self.take_error(idx, tcp),
             Request::LocalAddr => self.with(idx, |s| {
@@ -555,14 +567,27 @@ impl AppSockets {
         host: &Host,
         registry: &Registry,
     ) -> Result<OwnedFd, Response> {
-        let (app, pair, ino) = new_pair(kind)?;
+        // TCP: a fresh, unconnected unix socket; its pair comes with listen or connect.
+        let (app, pair, ino) = match kind {
+            SockKind::Stream => {
+                let failed =
+                    |e: std::io::Error| Response::Errno(e.raw_os_error().unwrap_or(libc::ENOMEM));
+                let app = sys::unconnected_stream().map_err(failed)?;
+                let ino = sys::socket_inode(app.as_fd()).ok_or(Response::Errno(libc::ENOTSOCK))?;
+                (app, None, ino)
+            }
+            SockKind::Dgram => {
+                let (app, pair, ino) = new_pair(kind)?;
+                (app, Some(pair), ino)
+            }
+        };
         let opts = Options::new(host.tcp().config().default_socket_options());
         let sock = Sock {
             ino,
             family,
             kind,
             uid: caller.uid,
-            pair: Some(pair),
+            pair,
             opts,
             local: None,
             span: Span::V4,
@@ -572,13 +597,83 @@ impl AppSockets {
                 SockKind::Stream => SockState::Unconnected,
                 SockKind::Dgram => SockState::Datagram(datagram::DatagramState::default()),
             },
-            skip: usize::from(kind == SockKind::Stream),
+            skip: 0,
             flags: PairFlags::default(),
             dirty: false,
         };
         match self.insert(sock, registry) {
-            Some(_) => Ok(app),
+            Some(idx) => {
+                if kind == SockKind::Stream {
+                    self.remember_pairless(idx, ino, registry);
+                }
+                Ok(app)
+            }
             None => Err(Response::Errno(libc::ENOMEM)),
+        }
+    }
+
+    /// Gives an unconnected TCP socket its pair (listen, connect). The program's end goes back
+    /// with the reply (`reply_fd`); from now on the socket is known by that end's inode.
+    fn attach_pair(&mut self, idx: usize, registry: &Registry) -> Result<(), Response> {
+        if self.slot(idx).is_none_or(|s| s.pair.is_some()) {
+            return Ok(());
+        }
+        let (app, pair, new_ino) = new_pair(SockKind::Stream)?;
+        let registered = registry.register(
+            &mut SourceFd(&pair.as_raw_fd()),
+            Token(SOCKET_TOKEN_BASE + idx),
+            Interest::READABLE | Interest::WRITABLE,
+        );
+        if registered.is_err() {
+            return Err(Response::Errno(libc::ENOMEM));
+        }
+        let Some(sock) = self.slot_mut(idx) else {
+            return Err(Response::Errno(libc::EBADF));
+        };
+        let old_ino = sock.ino;
+        sock.ino = new_ino;
+        sock.skip = 1;
+        sock.flags = PairFlags {
+            readable: true,
+            writable: true,
+            ..PairFlags::default()
+        };
+        sock.pair = Some(pair);
+        self.by_ino.remove(&old_ino);
+        self.by_ino.insert(new_ino, idx);
+        self.reply_fd = Some(app);
+        self.mark(idx);
+        Ok(())
+    }
+
+    /// Keeps a socket without a pair (fresh, or dead) in the bounded list of such records:
+    /// nothing tells the daemon when the program closes them, so beyond `MAX_DEAD` the oldest
+    /// are forgotten — a fresh one only if its program end is really gone.
+    fn remember_pairless(&mut self, idx: usize, ino: u64, registry: &Registry) {
+        self.dead.push_back((idx, ino));
+        let mut kept = 0;
+        while self.dead.len() > MAX_DEAD && kept < self.dead.len() {
+            let Some((old, old_ino)) = self.dead.pop_front() else {
+                break;
+            };
+            let Some(sock) = self
+                .slot(old)
+                .filter(|s| s.ino == old_ino && s.pair.is_none())
+            else {
+                continue;
+            };
+            match sock.state {
+                SockState::Dead { .. } => self.remove(old, registry),
+                SockState::Unconnected | SockState::Listening { handle: None } => {
+                    if self.diag.unix_socket_exists(old_ino) == Some(false) {
+                        self.remove(old, registry);
+                    } else {
+                        self.dead.push_back((old, old_ino));
+                        kept += 1;
+                    }
+                }
+                _ => {}
+            }
         }
     }
 
@@ -658,19 +753,7 @@ impl AppSockets {
         if let (true, Some(local)) = (release, local) {
             self.ports.remove(local.port(), idx);
         }
-        self.dead.push_back((idx, ino));
-        while self.dead.len() > MAX_DEAD {
-            if let Some((old, old_ino)) = self.dead.pop_front() {
-                let still_dead = self.slot(old).is_some_and(|s| {
-                    s.ino == old_ino
-                        && s.pair.is_none()
-                        && matches!(s.state, SockState::Dead { .. })
-                });
-                if still_dead {
-                    self.remove(old, registry);
-                }
-            }
-        }
+        self.remember_pairless(idx, ino, registry);
     }
 
     fn ports_for(&mut self, kind: SockKind) -> &mut PortTable {
@@ -760,7 +843,13 @@ impl AppSockets {
         Ok(local)
     }
 
-    fn listen(&mut self, idx: usize, backlog: i32, tcp: &mut TcpLayer) -> Response {
+    fn listen(
+        &mut self,
+        idx: usize,
+        backlog: i32,
+        tcp: &mut TcpLayer,
+        registry: &Registry,
+    ) -> Response {
         let Some(sock) = self.slot(idx) else {
             return Response::Errno(libc::EBADF);
         };
@@ -783,6 +872,12 @@ impl AppSockets {
         if !self.ports.fits(local.port(), &binding) {
             return Response::Errno(libc::EADDRINUSE);
         }
+        if let Err(response) = self.attach_pair(idx, registry) {
+            return response;
+        }
+        let Some(sock) = self.slot(idx) else {
+            return Response::Errno(libc::EBADF);
+        };
         let handle = if sock.span == Span::V6Only {
             None
         } else {
@@ -856,6 +951,7 @@ impl AppSockets {
         addr: SocketAddrV4,
         filler: u32,
         tcp: &mut TcpLayer,
+        registry: &Registry,
         now: Instant,
     ) -> Response {
         let Some(sock) = self.slot_mut(idx) else {
@@ -924,6 +1020,14 @@ impl AppSockets {
                 }
                 return Response::Errno(errno);
             }
+        };
+        // The handshake is under way: now the socket needs its byte stream.
+        if let Err(response) = self.attach_pair(idx, registry) {
+            let _ = tcp.abort(handle);
+            return response;
+        }
+        let Some(sock) = self.slot(idx) else {
+            return Response::Errno(libc::EBADF);
         };
         let actual = tcp.connection(handle).map_or(local, |c| c.local());
         let binding = sock.binding(idx, *actual.ip(), sock.span, false);
@@ -1031,30 +1135,21 @@ impl AppSockets {
         if !matches!(sock.state, SockState::Dead { .. }) || sock.pair.is_some() {
             return Err(Response::Errno(libc::EINVAL));
         }
-        let (app, pair, new_ino) = new_pair(SockKind::Stream)?;
-        let registered = registry.register(
-            &mut SourceFd(&pair.as_raw_fd()),
-            Token(SOCKET_TOKEN_BASE + idx),
-            Interest::READABLE | Interest::WRITABLE,
-        );
-        if registered.is_err() {
-            return Err(Response::Errno(libc::ENOMEM));
-        }
+        // A fresh unconnected socket again; the next listen or connect brings a pair.
+        let failed = |e: std::io::Error| Response::Errno(e.raw_os_error().unwrap_or(libc::ENOMEM));
+        let app = sys::unconnected_stream().map_err(failed)?;
+        let new_ino = sys::socket_inode(app.as_fd()).ok_or(Response::Errno(libc::ENOTSOCK))?;
         let Some(sock) = self.slot_mut(idx) else {
             return Err(Response::Errno(libc::EBADF));
         };
         let old_ino = sock.ino;
         sock.ino = new_ino;
         sock.state = SockState::Unconnected;
-        sock.skip = 1;
-        sock.flags = PairFlags {
-            readable: true,
-            writable: true,
-            ..PairFlags::default()
-        };
-        sock.pair = Some(pair);
+        sock.skip = 0;
+        sock.flags = PairFlags::default();
         self.by_ino.remove(&old_ino);
         self.by_ino.insert(new_ino, idx);
+        self.remember_pairless(idx, new_ino, registry);
         Ok(app)
     }
 

@@ -35,6 +35,17 @@ pub fn stream_pair() -> io::Result<(OwnedFd, OwnedFd)> {
     )?)
 }
 
+/// A new unconnected AF_UNIX stream socket, close-on-exec (what a fresh TCP socket is for
+/// the program until it listens or connects: it polls like one).
+pub fn unconnected_stream() -> io::Result<OwnedFd> {
+    Ok(socket::socket(
+        AddressFamily::Unix,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )?)
+}
+
 /// A new AF_UNIX SOCK_SEQPACKET pair (one record per datagram), close-on-exec and blocking.
 pub fn seqpacket_pair() -> io::Result<(OwnedFd, OwnedFd)> {
     Ok(socket::socketpair(
