@@ -2337,6 +2337,17 @@ static const char *sel_wait_readable(int fd)
 	return sel_desc(fd, 0);
 }
 
+static void c_select_fresh_tcp(void)
+{
+	/* select() sees a never-connected TCP socket as readable and writable (POLLHUP), bound
+	 * or not. */
+	int fresh = tcp4();
+	part("fresh %s", sel_desc(fresh, 0));
+	int bound = tcp4();
+	bind4(bound, "127.0.0.1", 0);
+	part("bound %s", sel_desc(bound, 0));
+}
+
 static void c_select_listener(void)
 {
 	uint16_t lp;
@@ -2423,6 +2434,19 @@ static const char *ep_wait_for(int ep, uint32_t want)
 }
 
 #define EP_ALL (EPOLLIN | EPOLLOUT | EPOLLRDHUP)
+
+static void c_epoll_fresh_tcp(void)
+{
+	int fresh = tcp4();
+	int bound = tcp4();
+	bind4(bound, "127.0.0.1", 0);
+	int ep = epoll_new();
+	ep_add(ep, fresh, EP_ALL, 10);
+	part("fresh %s", ep_wait(ep, 0));
+	int ep2 = epoll_new();
+	ep_add(ep2, bound, EP_ALL, 11);
+	part("bound %s", ep_wait(ep2, 0));
+}
 
 static void c_epoll_listener(void)
 {
@@ -3326,9 +3350,11 @@ static const struct tcase cases[] = {
 	{"poll-both-closed", c_poll_both_closed},
 	{"poll-closed-fd", c_poll_closed_fd},
 	{"poll-udp", c_poll_udp},
+	{"select-fresh-tcp", c_select_fresh_tcp},
 	{"select-listener", c_select_listener},
 	{"select-connected", c_select_connected},
 	{"select-ebadf", c_select_ebadf},
+	{"epoll-fresh-tcp", c_epoll_fresh_tcp},
 	{"epoll-listener", c_epoll_listener},
 	{"epoll-connected", c_epoll_connected},
 	{"epoll-rst", c_epoll_rst},
