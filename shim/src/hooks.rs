@@ -10,7 +10,7 @@
 use libc::{c_int, c_ulong, c_void, iovec, msghdr, size_t, sockaddr, socklen_t, ssize_t};
 
 use crate::guard::{enter, Fail};
-use crate::{dgram, ops, real, table};
+use crate::{dgram, epoll, ops, real, table};
 
 #[no_mangle]
 pub unsafe extern "C" fn socket(domain: c_int, ty: c_int, protocol: c_int) -> c_int {
@@ -75,7 +75,17 @@ pub unsafe extern "C" fn shutdown(fd: c_int, how: c_int) -> c_int {
 
 #[no_mangle]
 pub unsafe extern "C" fn close(fd: c_int) -> c_int {
-    enter(|| ops::close(fd), || unsafe { real::close(fd) })
+    let rc = enter(|| ops::close(fd), || unsafe { real::close(fd) });
+    let errno = real::errno();
+    enter(
+        || {
+            epoll::after_close(fd);
+            Ok(0)
+        },
+        || 0,
+    );
+    real::set_errno(errno);
+    rc
 }
 
 #[no_mangle]
@@ -397,6 +407,73 @@ pub unsafe extern "C" fn poll(
         || ops::poll(fds, count, timeout),
         || unsafe { real::poll(fds, count, timeout) },
     )
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn epoll_ctl(
+    epfd: c_int,
+    op: c_int,
+    fd: c_int,
+    event: *mut libc::epoll_event,
+) -> c_int {
+    let rc = unsafe { real::epoll_ctl(epfd, op, fd, event) };
+    if rc == 0 {
+        let errno = real::errno();
+        enter(
+            || {
+                epoll::after_ctl(epfd, op, fd, event);
+                Ok(0)
+            },
+            || 0,
+        );
+        real::set_errno(errno);
+    }
+    rc
+}
+
+/// The three epoll waits: the real call, then the UDP error correction (see `epoll`).
+fn after_epoll_wait(epfd: c_int, events: *mut libc::epoll_event, n: c_int) -> c_int {
+    if n > 0 {
+        let errno = real::errno();
+        enter(|| epoll::after_wait(epfd, events, n).map(|()| 0), || 0);
+        real::set_errno(errno);
+    }
+    n
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn epoll_wait(
+    epfd: c_int,
+    events: *mut libc::epoll_event,
+    max: c_int,
+    timeout: c_int,
+) -> c_int {
+    let n = unsafe { real::epoll_wait(epfd, events, max, timeout) };
+    after_epoll_wait(epfd, events, n)
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn epoll_pwait(
+    epfd: c_int,
+    events: *mut libc::epoll_event,
+    max: c_int,
+    timeout: c_int,
+    mask: *const libc::sigset_t,
+) -> c_int {
+    let n = unsafe { real::epoll_pwait(epfd, events, max, timeout, mask) };
+    after_epoll_wait(epfd, events, n)
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn epoll_pwait2(
+    epfd: c_int,
+    events: *mut libc::epoll_event,
+    max: c_int,
+    timeout: *const libc::timespec,
+    mask: *const libc::sigset_t,
+) -> c_int {
+    let n = unsafe { real::epoll_pwait2(epfd, events, max, timeout, mask) };
+    after_epoll_wait(epfd, events, n)
 }
 
 #[no_mangle]

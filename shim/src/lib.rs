@@ -11,6 +11,7 @@
 //!
 //! Layout: `real` (the libc functions, resolved once), `guard` (re-entrancy, panics, errno),
 //! `hooks` (the exported C functions, thin), `ops` (what they do), `dgram` (UDP data calls),
+//! `epoll` (UDP errors as EPOLLERR),
 //! `table` (the fd table), `addr` (socket addresses, EFAULT-safe copies), `conn` (the control
 //! connection), `log`.
 #![allow(clippy::missing_safety_doc)] // hooks.rs states the contract once for all of them
@@ -18,6 +19,7 @@
 mod addr;
 mod conn;
 mod dgram;
+mod epoll;
 mod guard;
 mod hooks;
 mod log;

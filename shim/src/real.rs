@@ -12,8 +12,8 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use libc::{
-    c_int, c_uint, c_ulong, c_void, iovec, mmsghdr, msghdr, nfds_t, pollfd, size_t, sockaddr,
-    socklen_t, ssize_t, timespec,
+    c_int, c_uint, c_ulong, c_void, epoll_event, iovec, mmsghdr, msghdr, nfds_t, pollfd, sigset_t,
+    size_t, sockaddr, socklen_t, ssize_t, timespec,
 };
 
 macro_rules! real_functions {
@@ -86,6 +86,10 @@ real_functions! {
     dup2(fd: c_int, target: c_int) -> c_int;
     dup3(fd: c_int, target: c_int, flags: c_int) -> c_int;
     poll(fds: *mut pollfd, count: nfds_t, timeout: c_int) -> c_int;
+    epoll_ctl(epfd: c_int, op: c_int, fd: c_int, event: *mut epoll_event) -> c_int;
+    epoll_wait(epfd: c_int, events: *mut epoll_event, max: c_int, timeout: c_int) -> c_int;
+    epoll_pwait(epfd: c_int, events: *mut epoll_event, max: c_int, timeout: c_int, mask: *const sigset_t) -> c_int;
+    epoll_pwait2(epfd: c_int, events: *mut epoll_event, max: c_int, timeout: *const timespec, mask: *const sigset_t) -> c_int;
     __recv_chk(fd: c_int, buf: *mut c_void, len: size_t, buflen: size_t, flags: c_int) -> ssize_t;
     __recvfrom_chk(fd: c_int, buf: *mut c_void, len: size_t, buflen: size_t, flags: c_int, addr: *mut sockaddr, alen: *mut socklen_t) -> ssize_t;
     __read_chk(fd: c_int, buf: *mut c_void, len: size_t, buflen: size_t) -> ssize_t;

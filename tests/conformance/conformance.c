@@ -2448,6 +2448,23 @@ static void c_epoll_fresh_tcp(void)
 	part("bound %s", ep_wait(ep2, 0));
 }
 
+static void c_epoll_udp_error(void)
+{
+	/* A connected UDP socket's ICMP error is EPOLLERR (and not EPOLLIN: nothing is queued). */
+	uint16_t dead = closed_udp_port();
+	int u = T(socket(AF_INET, SOCK_DGRAM, 0));
+	struct sockaddr_in to = sin4("127.0.0.1", dead);
+	CHECK(connect(u, SA(&to), sizeof(to)) == 0, "connect");
+	int ep = epoll_new();
+	ep_add(ep, u, EPOLLIN | EPOLLOUT, 12);
+	part("before %s", ep_wait(ep, 0));
+	CHECK(send(u, "ping", 4, 0) == 4, "send");
+	part("after %s", ep_wait_for(ep, EPOLLERR));
+	char buf[8];
+	part("recv %s", RES(recv(u, buf, sizeof(buf), MSG_DONTWAIT)));
+	part("then %s", ep_wait(ep, 0));
+}
+
 static void c_epoll_listener(void)
 {
 	uint16_t lp;
@@ -3355,6 +3372,7 @@ static const struct tcase cases[] = {
 	{"select-connected", c_select_connected},
 	{"select-ebadf", c_select_ebadf},
 	{"epoll-fresh-tcp", c_epoll_fresh_tcp},
+	{"epoll-udp-error", c_epoll_udp_error},
 	{"epoll-listener", c_epoll_listener},
 	{"epoll-connected", c_epoll_connected},
 	{"epoll-rst", c_epoll_rst},

@@ -243,24 +243,38 @@ fn socat_and_python_udp_on_stack_against_kernel_peers() {
     );
     assert!(out.status.success(), "kernel client: {}", text(&out));
 
-    // A program that writes malformed records into its socket loses only those records.
+    // A program that writes malformed records into its socket loses only those records. The
+    // daemon is stopped while they are written, so it finds them all queued at once.
     let raw = programs
         .join("udp_raw_records.py")
         .to_string_lossy()
         .into_owned();
-    let out = sh(
+    let go = netns.path("go").to_string_lossy().into_owned();
+    let raw_out = netns.path("raw.out").to_string_lossy().into_owned();
+    let mut raw_program = sh_spawn(
         &netns,
         &on_stack(
             &daemon,
-            &format!("timeout 30 {PYTHON} {raw} 127.0.0.1 6203"),
+            &format!("timeout 30 {PYTHON} {raw} 127.0.0.1 6203 {go} > {raw_out} 2>&1"),
         ),
     );
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout),
-        "still fine\n",
-        "{}",
-        text(&out)
-    );
+    let printed = |what: &str| {
+        wait_for(Duration::from_secs(10), || {
+            std::fs::read_to_string(&raw_out).is_ok_and(|s| s.contains(what))
+        })
+    };
+    assert!(printed("ready"), "{:?}", std::fs::read_to_string(&raw_out));
+    let daemon_pid = daemon.process.pid();
+    // SAFETY: signalling the daemon this test started, by PID.
+    assert_eq!(unsafe { libc::kill(daemon_pid, libc::SIGSTOP) }, 0);
+    std::fs::write(&go, b"").expect("go file");
+    let written = printed("written");
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::kill(daemon_pid, libc::SIGCONT) }, 0);
+    assert!(written, "{:?}", std::fs::read_to_string(&raw_out));
+    assert!(wait_for(Duration::from_secs(20), || !raw_program.is_running()));
+    let out = std::fs::read_to_string(&raw_out).unwrap_or_default();
+    assert!(out.ends_with("still fine after the garbage\n"), "{out}");
     assert!(daemon.counter("udp_out_datagrams") >= 10);
 
     tcpdump.stop_with(libc::SIGINT, Duration::from_secs(5));

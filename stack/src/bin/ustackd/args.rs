@@ -71,7 +71,7 @@ pub struct Args {
 
     /// After doing work, poll for this many microseconds before sleeping (lower latency under
     /// load for some CPU; 0 sleeps at once). An idle daemon always sleeps.
-    #[arg(long, value_name = "MICROS", default_value_t = 1000,
+    #[arg(long, value_name = "MICROS", default_value_t = 200,
           value_parser = clap::value_parser!(u64).range(0..=1_000_000))]
     pub busy_poll_us: u64,
 

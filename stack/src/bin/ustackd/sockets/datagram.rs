@@ -383,8 +383,16 @@ impl AppSockets {
                 return moved;
             };
             let (len, truncated) = match sys::recv_record(pair.as_fd(), &mut self.scratch) {
+                // A zero-length read is the end of the stream (the program shut down writing)
+                // or an empty record (malformed: a program wrote past the shim). Only the
+                // latter leaves bytes behind it; without them, stop (an empty record followed
+                // by nothing is read again with the next record).
+                Ok((0, _)) if sys::bytes_readable(pair.as_fd()).unwrap_or(0) > 0 => {
+                    moved = true;
+                    tracing::debug!("empty datagram record dropped");
+                    continue;
+                }
                 Ok((0, _)) | Err(_) => {
-                    // Nothing left, or the program shut down writing (EOF).
                     sock.flags.readable = false;
                     return moved;
                 }
