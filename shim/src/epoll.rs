@@ -1,8 +1,14 @@
-//! epoll for UDP sockets: a pending ICMP error is an `Error` record in the socket's pair (see
-//! `dgram`), which epoll reports as EPOLLIN; Linux reports EPOLLERR (and EPOLLIN only if a
-//! datagram is queued too). `epoll_ctl` registrations of UDP sockets are remembered, and the
-//! events `epoll_wait` returns for them are corrected. Nothing is done for epoll instances
-//! without UDP sockets (one atomic load per wait).
+//! epoll and ustack sockets. Registrations of UDP sockets and of fresh TCP sockets are
+//! remembered (`epoll_ctl` is interposed), for two reasons:
+//!
+//! - a pending ICMP error on a UDP socket is an `Error` record in its pair (see `dgram`),
+//!   which epoll reports as EPOLLIN; Linux reports EPOLLERR (and EPOLLIN only if a datagram is
+//!   queued too): the events `epoll_wait` returns for UDP sockets are corrected;
+//! - a fresh TCP socket's descriptor is swapped for its pair at listen or connect (dup3), and
+//!   the kernel forgets the registrations of the replaced file: they are made again on the new
+//!   one ([`reregister`]), so a program that registers before connecting still hears of it.
+//!
+//! Nothing is done for epoll instances without such sockets (one atomic load per wait).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
@@ -15,9 +21,9 @@ use crate::dgram;
 use crate::guard::{Fail, OpResult};
 use crate::table;
 
-/// UDP registrations: (epoll fd, socket fd) -> the caller's `data`.
-fn registrations() -> &'static DashMap<(c_int, c_int), u64> {
-    static REGISTRATIONS: OnceLock<DashMap<(c_int, c_int), u64>> = OnceLock::new();
+/// Registrations: (epoll fd, socket fd) -> the caller's (events, data).
+fn registrations() -> &'static DashMap<(c_int, c_int), (u32, u64)> {
+    static REGISTRATIONS: OnceLock<DashMap<(c_int, c_int), (u32, u64)>> = OnceLock::new();
     REGISTRATIONS.get_or_init(|| DashMap::with_shard_amount(8))
 }
 
@@ -25,16 +31,21 @@ static COUNT: AtomicUsize = AtomicUsize::new(0);
 
 /// After a successful `epoll_ctl`: remember or forget a UDP socket's registration.
 pub fn after_ctl(epfd: c_int, op: c_int, fd: c_int, event: *const epoll_event) {
-    let is_udp = dgram::entry(fd).is_some();
+    let tracked = table::get(fd).is_some_and(|e| {
+        e.kind == ustack::control::SockKind::Dgram || e.role == ustack::control::Role::Unconnected
+    }) || registrations().contains_key(&(epfd, fd));
     match op {
-        libc::EPOLL_CTL_ADD | libc::EPOLL_CTL_MOD if is_udp => {
+        libc::EPOLL_CTL_ADD | libc::EPOLL_CTL_MOD if tracked => {
             let Ok(bytes) = addr::read_user(event.cast(), std::mem::size_of::<epoll_event>())
             else {
                 return;
             };
             // SAFETY: `bytes` holds a full epoll_event copied from the caller.
             let event: epoll_event = unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast()) };
-            if registrations().insert((epfd, fd), event.u64).is_none() {
+            if registrations()
+                .insert((epfd, fd), (event.events, event.u64))
+                .is_none()
+            {
                 COUNT.fetch_add(1, Ordering::Relaxed);
             }
         }
@@ -75,8 +86,8 @@ pub fn after_wait(epfd: c_int, events: *mut epoll_event, count: c_int) -> OpResu
     }
     let udp: Vec<(c_int, u64)> = registrations()
         .iter()
-        .filter(|entry| entry.key().0 == epfd)
-        .map(|entry| (entry.key().1, *entry.value()))
+        .filter(|entry| entry.key().0 == epfd && dgram::entry(entry.key().1).is_some())
+        .map(|entry| (entry.key().1, entry.value().1))
         .collect();
     if udp.is_empty() {
         return Ok(());
@@ -114,4 +125,26 @@ pub fn after_wait(epfd: c_int, events: *mut epoll_event, count: c_int) -> OpResu
         addr::write_user(events.cast(), raw)?;
     }
     Ok(())
+}
+
+/// After `fd` was swapped for a new file (dup3): registers it again wherever the program had
+/// registered the old one.
+pub fn reregister(fd: c_int) {
+    if COUNT.load(Ordering::Relaxed) == 0 {
+        return;
+    }
+    let mine: Vec<(c_int, (u32, u64))> = registrations()
+        .iter()
+        .filter(|entry| entry.key().1 == fd)
+        .map(|entry| (entry.key().0, *entry.value()))
+        .collect();
+    for (epfd, (events, data)) in mine {
+        let mut event = epoll_event { events, u64: data };
+        // SAFETY: a live epoll_event; the kernel checks both descriptors.
+        let added = unsafe { crate::real::epoll_ctl(epfd, libc::EPOLL_CTL_ADD, fd, &mut event) };
+        if added != 0 && crate::real::errno() == libc::EEXIST {
+            // SAFETY: as above.
+            unsafe { crate::real::epoll_ctl(epfd, libc::EPOLL_CTL_MOD, fd, &mut event) };
+        }
+    }
 }

@@ -135,6 +135,7 @@ fn install_over(fd: c_int, app: c_int) -> OpResult<()> {
     if unsafe { real::dup3(app, fd, dup_flags) } < 0 {
         return Err(Fail::Errno(real::errno()));
     }
+    crate::epoll::reregister(fd);
     Ok(())
 }
 

@@ -2397,6 +2397,15 @@ static void ep_add(int ep, int fd, uint32_t events, uint32_t tag)
 	CHECK(epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev) == 0, "epoll_ctl");
 }
 
+static void ep_mod(int ep, int fd, uint32_t events, uint32_t tag)
+{
+	struct epoll_event ev;
+	memset(&ev, 0, sizeof(ev));
+	ev.events = events;
+	ev.data.u32 = tag;
+	CHECK(epoll_ctl(ep, EPOLL_CTL_MOD, fd, &ev) == 0, "epoll_ctl MOD");
+}
+
 /* epoll_wait once; "n events: tag EVENTS". */
 static const char *ep_wait(int ep, int ms)
 {
@@ -2543,6 +2552,37 @@ static void c_epoll_nonblocking_connect(void)
 	part("connect %s", RES(connect(c, SA(&sa), sizeof(sa))));
 	ep_add(ep, c, EP_ALL, 7);
 	part("%s", ep_wait_for(ep, EPOLLOUT));
+}
+
+static void c_epoll_registered_before_connect(void)
+{
+	/* Registered while fresh (as Java NIO does), then connected: the registration holds. */
+	uint16_t lp;
+	int l = listener4(&lp);
+	int c = tcp4();
+	set_nonblock(c, 1);
+	int ep = epoll_new();
+	ep_add(ep, c, EPOLLOUT, 13);
+	struct sockaddr_in sa = sin4("127.0.0.1", lp);
+	part("connect %s", RES(connect(c, SA(&sa), sizeof(sa))));
+	part("%s", ep_wait_for(ep, EPOLLOUT));
+	int s = accept_wait(l);
+	send_all(s, "x", 1);
+	ep_mod(ep, c, EPOLLIN, 14);
+	part("data %s", ep_wait_for(ep, EPOLLIN));
+}
+
+static void c_epoll_registered_before_listen(void)
+{
+	int l = tcp4();
+	bind4(l, "127.0.0.1", 0);
+	uint16_t lp = local_port(l);
+	int ep = epoll_new();
+	ep_add(ep, l, EPOLLIN, 15);
+	CHECK(listen(l, 8) == 0, "listen");
+	part("idle %s", ep_wait(ep, 0));
+	connect4(lp);
+	part("pending %s", ep_wait_for(ep, EPOLLIN));
 }
 
 static void c_epoll_close_removes(void)
@@ -3379,6 +3419,8 @@ static const struct tcase cases[] = {
 	{"epoll-edge-triggered", c_epoll_edge_triggered},
 	{"epoll-oneshot", c_epoll_oneshot},
 	{"epoll-nonblocking-connect", c_epoll_nonblocking_connect},
+	{"epoll-registered-before-connect", c_epoll_registered_before_connect},
+	{"epoll-registered-before-listen", c_epoll_registered_before_listen},
 	{"epoll-close-removes", c_epoll_close_removes},
 	{"epoll-close-with-dup", c_epoll_close_with_dup},
 	{"epoll-ctl-errors", c_epoll_ctl_errors},
