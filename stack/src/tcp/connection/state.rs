@@ -48,7 +48,8 @@ impl State {
             State::Closing => "CLOSING",
             State::LastAck => "LAST-ACK",
             State::TimeWait => "TIME-WAIT",
-            State::Closed => "CLOSED",
+            // `ss` shows a socket in TCP_CLOSE as UNCONN.
+            State::Closed => "UNCONN",
         }
     }
 }

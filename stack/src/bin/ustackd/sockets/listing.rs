@@ -8,26 +8,9 @@ use std::net::SocketAddrV4;
 
 use ustack::control::{Proto, Response, SocketRow, MAX_MESSAGE_LEN};
 use ustack::host::Host;
-use ustack::tcp::connection::State;
 use ustack::tcp::stats::TcpInfo;
 
 use super::{AppSockets, SockState};
-
-/// `ss` state names.
-fn state_name(state: State) -> &'static str {
-    match state {
-        State::SynSent => "SYN-SENT",
-        State::SynReceived => "SYN-RECV",
-        State::Established => "ESTAB",
-        State::FinWait1 => "FIN-WAIT-1",
-        State::FinWait2 => "FIN-WAIT-2",
-        State::CloseWait => "CLOSE-WAIT",
-        State::Closing => "CLOSING",
-        State::LastAck => "LAST-ACK",
-        State::TimeWait => "TIME-WAIT",
-        State::Closed => "CLOSE",
-    }
-}
 
 fn micros(d: std::time::Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
@@ -157,7 +140,7 @@ impl AppSockets {
             let (to_app, to_tcp) = app.map_or((0, 0), |(_, a, t)| (a, t));
             tcp_rows.push(SocketRow {
                 proto: Proto::Tcp,
-                state: state_name(info.state).into(),
+                state: info.state.ss_name().into(),
                 local: info.local,
                 peer: Some(info.remote),
                 recv_q: info.recv_queue as u64 + to_app,
@@ -168,16 +151,5 @@ impl AppSockets {
         }
         tcp_rows.append(&mut rows);
         tcp_rows
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn every_state_has_the_ss_name() {
-        assert_eq!(state_name(State::Established), "ESTAB");
-        assert_eq!(state_name(State::TimeWait), "TIME-WAIT");
     }
 }
