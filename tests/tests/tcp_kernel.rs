@@ -191,8 +191,10 @@ fn chargen_and_discard_stream() {
     assert!(out.status.success(), "discard: {}", text(&out));
 }
 
-/// On a clean link the stack never retransmits: every data segment it sends in a 20 MB
-/// chargen stream starts where the previous one ended (checked in a tcpdump capture).
+/// On a clean link the stack never goes into loss recovery: every data segment it sends in a
+/// 20 MB chargen stream starts where the previous one ended (checked in a tcpdump capture),
+/// except at most a few tail loss probes — the last segment sent again by the probe timer when
+/// an ACK is a few ms late, as Linux does on a busy machine.
 #[test]
 fn clean_link_has_no_retransmissions() {
     let netns = Netns::new("noretx");
@@ -219,6 +221,7 @@ fn clean_link_has_no_retransmissions() {
     let mut next_expected: Option<u64> = None;
     let mut data_segments = 0;
     let mut retransmissions = Vec::new();
+    let mut tail_probes = Vec::new();
     for line in decoded.lines() {
         // "... 10.77.0.2.19 > 10.77.0.1.P: Flags [.], seq A:B, ack ..."
         let Some(range) = line.split(", seq ").nth(1) else {
@@ -237,7 +240,14 @@ fn clean_link_has_no_retransmissions() {
             // a retransmission if positive (less than half the space), a capture gap otherwise.
             let behind = (expected + (1 << 32) - start) % (1 << 32);
             if behind != 0 && behind < (1 << 31) {
-                retransmissions.push(line.to_string());
+                // The last segment sent, sent again: a tail loss probe (RFC 8985 7), which a
+                // timer sends when an ACK is late, as Linux does; on a loaded machine the
+                // receiver's ACK can be a few ms late. Anything else is loss recovery.
+                if end % (1 << 32) == expected {
+                    tail_probes.push(line.to_string());
+                } else {
+                    retransmissions.push(line.to_string());
+                }
             }
         }
         let end = end % (1 << 32);
@@ -255,6 +265,12 @@ fn clean_link_has_no_retransmissions() {
         "{} segments out of order/retransmitted on a clean link, first: {:?}",
         retransmissions.len(),
         retransmissions.first()
+    );
+    assert!(
+        tail_probes.len() <= 3,
+        "{} tail loss probes on a clean link: {:?}",
+        tail_probes.len(),
+        tail_probes.first()
     );
     drop(daemon);
 }
