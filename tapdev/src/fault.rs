@@ -40,6 +40,16 @@
 //! driver that calls `recv` whenever that deadline passes keeps both directions moving. A
 //! send error for a frame released later than its own `send` call (it was delayed) cannot be
 //! returned to anyone: it is counted in [`FaultStats::send_errors`] and the frame is lost.
+//!
+//! # Offloads
+//!
+//! Faults apply per wire frame (dropping one 64 KB super-frame would drop 44 segments at once,
+//! corrupting it would hit one of them), so the injector reports no offloads
+//! ([`Device::offloads`]) whatever its inner device offers: callers that follow
+//! `offloads()` hand it wire frames, and the default [`Device::send_offload`] segments anything
+//! else in software first, each segment going through the faults on its own. It reads and
+//! writes its inner device with plain `recv`/`send`, which an offloading TAP serves with wire
+//! frames too.
 
 use std::cmp::{Ordering, Reverse};
 use std::collections::BinaryHeap;
@@ -49,7 +59,7 @@ use std::time::Duration;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
-use crate::{Capabilities, Device, MAX_FRAME_LEN};
+use crate::{Capabilities, Device, Offloads, MAX_FRAME_LEN};
 
 mod config;
 
@@ -443,6 +453,11 @@ impl<D: Device> Device for FaultInjector<D> {
             .into_iter()
             .flatten()
             .min()
+    }
+
+    /// None, whatever the inner device offers: see "Offloads" in the module documentation.
+    fn offloads(&self) -> Offloads {
+        Offloads::NONE
     }
 }
 

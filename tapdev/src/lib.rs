@@ -18,11 +18,13 @@ use std::time::Duration;
 
 pub mod fault;
 pub mod memory;
+pub mod offload;
 pub mod pcap;
 pub mod tap;
 
 pub use fault::{FaultConfig, FaultInjector, FaultStats, Faults};
 pub use memory::{MemoryEndpoint, MemoryLink};
+pub use offload::{FrameOffload, Offloads};
 pub use pcap::{PcapFile, PcapWriter};
 pub use tap::TapDevice;
 
@@ -30,7 +32,7 @@ pub use tap::TapDevice;
 /// room for a VLAN tag so a tagged frame is read whole (and then ignored) rather than truncated.
 pub const MAX_FRAME_LEN: usize = 14 + 4 + 1500;
 
-/// What a device can carry.
+/// What a device can carry. Offloads are reported separately, by [`Device::offloads`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Capabilities {
     /// Largest IP datagram (the link MTU), not counting the Ethernet header.
@@ -96,6 +98,37 @@ pub trait Device {
     fn poll_at(&self) -> Option<Duration> {
         None
     }
+
+    /// What the device takes and gives beyond wire frames: super-frames, partial checksums
+    /// (see [`offload`]). The default is nothing.
+    fn offloads(&self) -> Offloads {
+        Offloads::NONE
+    }
+
+    /// Reads one frame with its offload: a super-frame or a frame with a partial checksum
+    /// when `offloads().recv` allows it, else a wire frame with [`FrameOffload::NONE`].
+    /// `buf` must hold `offloads().max_frame_len` bytes (a shorter one truncates, as `recv`
+    /// does, on devices without offloads; offloading devices refuse it with `InvalidInput`).
+    /// The default is `recv`.
+    fn recv_offload(
+        &mut self,
+        now: Duration,
+        buf: &mut [u8],
+    ) -> io::Result<Option<(usize, FrameOffload)>> {
+        Ok(self.recv(now, buf)?.map(|len| (len, FrameOffload::NONE)))
+    }
+
+    /// Sends a frame described by `offload`. What `offloads().send` allows goes to the device
+    /// as one unit; the rest is done in software and sent as wire frames through `send`
+    /// ([`offload::send_in_software`], the default, which also explains partial failures).
+    fn send_offload(
+        &mut self,
+        now: Duration,
+        frame: &[u8],
+        offload: &FrameOffload,
+    ) -> io::Result<()> {
+        offload::send_in_software(self, now, frame, offload)
+    }
 }
 
 impl<D: Device + ?Sized> Device for Box<D> {
@@ -121,6 +154,24 @@ impl<D: Device + ?Sized> Device for Box<D> {
     }
     fn poll_at(&self) -> Option<Duration> {
         (**self).poll_at()
+    }
+    fn offloads(&self) -> Offloads {
+        (**self).offloads()
+    }
+    fn recv_offload(
+        &mut self,
+        now: Duration,
+        buf: &mut [u8],
+    ) -> io::Result<Option<(usize, FrameOffload)>> {
+        (**self).recv_offload(now, buf)
+    }
+    fn send_offload(
+        &mut self,
+        now: Duration,
+        frame: &[u8],
+        offload: &FrameOffload,
+    ) -> io::Result<()> {
+        (**self).send_offload(now, frame, offload)
     }
 }
 

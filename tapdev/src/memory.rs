@@ -5,12 +5,19 @@
 //! succeeds (a transmitter does not learn that the far end had no room). Simulations use both
 //! ends on one thread; the shared state sits behind a mutex so a test may move an end to
 //! another thread.
+//!
+//! A link made with [`MemoryLink::pair_with_offloads`] behaves like an offloading TAP: what
+//! `offloads().send` allows crosses as one unit (after a check that it segments cleanly, so a
+//! malformed super-frame fails the sender's call, where a stack bug is easiest to find), and the
+//! receiver gets it whole from `recv_offload` if its `offloads().recv` allows it, else as wire
+//! frames. A plain `recv` always yields wire frames. A super-frame takes one queue slot.
 
 use std::collections::VecDeque;
 use std::io;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use crate::offload::{self, FrameOffload, OffloadSet, Offloads};
 use crate::{Capabilities, Device};
 
 /// Frames each direction holds before dropping, when not given: a typical NIC ring size.
@@ -35,6 +42,16 @@ impl MemoryLink {
         capabilities: Capabilities,
         queue_frames: usize,
     ) -> (MemoryEndpoint, MemoryEndpoint) {
+        MemoryLink::pair_with_offloads(capabilities, queue_frames, Offloads::NONE)
+    }
+
+    /// Two connected endpoints that both report and honour `offloads` (see the module
+    /// documentation).
+    pub fn pair_with_offloads(
+        capabilities: Capabilities,
+        queue_frames: usize,
+        offloads: Offloads,
+    ) -> (MemoryEndpoint, MemoryEndpoint) {
         let shared = Arc::new(Mutex::new(Wire {
             queues: [VecDeque::new(), VecDeque::new()],
             stats: [LinkStats::default(); 2],
@@ -44,6 +61,7 @@ impl MemoryLink {
             shared: Arc::clone(&shared),
             side,
             capabilities,
+            offloads,
         };
         (end(0), end(1))
     }
@@ -64,7 +82,8 @@ pub struct LinkStats {
 /// its counters).
 #[derive(Debug)]
 struct Wire {
-    queues: [VecDeque<Vec<u8>>; 2],
+    /// Frames with their offload ([`FrameOffload::NONE`] for wire frames).
+    queues: [VecDeque<(Vec<u8>, FrameOffload)>; 2],
     stats: [LinkStats; 2],
     queue_frames: usize,
 }
@@ -76,6 +95,7 @@ pub struct MemoryEndpoint {
     /// 0 or 1: which inbox and counters are ours; the peer is `1 - side`.
     side: usize,
     capabilities: Capabilities,
+    offloads: Offloads,
 }
 
 impl MemoryEndpoint {
@@ -100,6 +120,43 @@ impl MemoryEndpoint {
     fn peer(&self) -> usize {
         1 - self.side
     }
+
+    /// Takes the next frame from our inbox. One that `accept` does not allow is cut into wire
+    /// frames first: the first is returned, the others go back to the front of the inbox.
+    fn pop(
+        &self,
+        accept: impl Fn(&FrameOffload) -> bool,
+    ) -> io::Result<Option<(Vec<u8>, FrameOffload)>> {
+        let side = self.side;
+        let mut wire = self.wire();
+        let Some((frame, offload)) = wire.queues[side].pop_front() else {
+            return Ok(None);
+        };
+        wire.stats[side].received += 1;
+        if accept(&offload) {
+            return Ok(Some((frame, offload)));
+        }
+        // Checked when sent, so this only fails on a frame the sender did not check.
+        let segments = offload::segment(&frame, &offload)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+        let mut segments = segments.into_iter();
+        let first = segments.next().unwrap_or_default();
+        for (index, rest) in segments.enumerate() {
+            wire.queues[side].insert(index, (rest, FrameOffload::NONE));
+        }
+        Ok(Some((first, FrameOffload::NONE)))
+    }
+
+    fn push(&self, frame: Vec<u8>, offload: FrameOffload) {
+        let (side, peer) = (self.side, self.peer());
+        let mut wire = self.wire();
+        wire.stats[side].sent += 1;
+        if wire.queues[peer].len() >= wire.queue_frames {
+            wire.stats[peer].dropped_queue_full += 1;
+        } else {
+            wire.queues[peer].push_back((frame, offload));
+        }
+    }
 }
 
 impl Device for MemoryEndpoint {
@@ -108,12 +165,9 @@ impl Device for MemoryEndpoint {
     }
 
     fn recv(&mut self, _now: Duration, buf: &mut [u8]) -> io::Result<Option<usize>> {
-        let side = self.side;
-        let mut wire = self.wire();
-        let Some(frame) = wire.queues[side].pop_front() else {
+        let Some((frame, _)) = self.pop(FrameOffload::is_plain)? else {
             return Ok(None);
         };
-        wire.stats[side].received += 1;
         let len = frame.len().min(buf.len());
         buf[..len].copy_from_slice(&frame[..len]);
         Ok(Some(len))
@@ -132,14 +186,64 @@ impl Device for MemoryEndpoint {
                 ),
             ));
         }
-        let (side, peer) = (self.side, self.peer());
-        let mut wire = self.wire();
-        wire.stats[side].sent += 1;
-        if wire.queues[peer].len() >= wire.queue_frames {
-            wire.stats[peer].dropped_queue_full += 1;
-        } else {
-            wire.queues[peer].push_back(frame.to_vec());
+        self.push(frame.to_vec(), FrameOffload::NONE);
+        Ok(())
+    }
+
+    fn offloads(&self) -> Offloads {
+        self.offloads
+    }
+
+    /// Buffers must be `offloads().max_frame_len` long when the link has receive offloads
+    /// (as on a TAP); a frame is never truncated then.
+    fn recv_offload(
+        &mut self,
+        _now: Duration,
+        buf: &mut [u8],
+    ) -> io::Result<Option<(usize, FrameOffload)>> {
+        let allowed = self.offloads.recv;
+        if allowed != OffloadSet::NONE && buf.len() < self.offloads.max_frame_len {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "recv_offload needs a {}-byte buffer, got {}",
+                    self.offloads.max_frame_len,
+                    buf.len()
+                ),
+            ));
         }
+        let Some((frame, offload)) = self.pop(|offload| allowed.allows(offload))? else {
+            return Ok(None);
+        };
+        let len = frame.len().min(buf.len());
+        buf[..len].copy_from_slice(&frame[..len]);
+        Ok(Some((len, offload)))
+    }
+
+    fn send_offload(
+        &mut self,
+        now: Duration,
+        frame: &[u8],
+        offload: &FrameOffload,
+    ) -> io::Result<()> {
+        if offload.is_plain() || !self.offloads.send.allows(offload) {
+            return offload::send_in_software(self, now, frame, offload);
+        }
+        let max = self.offloads.max_frame_len;
+        if frame.len() < MIN_FRAME_LEN || frame.len() > max {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "frame of {} bytes does not fit the link ({MIN_FRAME_LEN}..={max})",
+                    frame.len()
+                ),
+            ));
+        }
+        // A real device would find out later, or never; here the sender learns at once.
+        if let Err(e) = offload::segment(frame, offload) {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, e));
+        }
+        self.push(frame.to_vec(), *offload);
         Ok(())
     }
 
@@ -239,6 +343,92 @@ mod tests {
         assert_eq!(&lens[..2], [64, 65]);
         assert_eq!(b.recv_batch(T0, &mut bufs, &mut lens).unwrap(), 0);
         assert_eq!(b.poll_at(), None);
+    }
+
+    /// A TCP super-frame the kernel accepted from us (11 segments of 1000 bytes or less).
+    fn super_frame() -> (Vec<u8>, FrameOffload) {
+        use crate::offload::fixtures::{hex, pattern, TX_CASES};
+        let case = &TX_CASES[0];
+        let mut frame = hex(case.headers);
+        frame.extend(pattern(0, case.payload_len));
+        let offload = FrameOffload::parse(&hex(case.vnet)).unwrap();
+        (frame, offload)
+    }
+
+    const TSO: Offloads = Offloads {
+        send: OffloadSet {
+            partial_checksum: true,
+            tcp_v4: true,
+            tcp_v6: true,
+            tcp_ecn: true,
+            udp_l4: false,
+        },
+        recv: OffloadSet {
+            partial_checksum: true,
+            tcp_v4: true,
+            tcp_v6: true,
+            tcp_ecn: true,
+            udp_l4: false,
+        },
+        max_frame_len: offload::MAX_OFFLOAD_FRAME_LEN,
+    };
+
+    #[test]
+    fn offloading_link_carries_super_frames_whole_or_cut() {
+        let (mut a, mut b) = MemoryLink::pair_with_offloads(CAPS, 16, TSO);
+        let (frame, offload) = super_frame();
+        let wire = offload::segment(&frame, &offload).unwrap();
+        assert_eq!(wire.len(), 11);
+        assert_eq!(a.offloads(), TSO);
+
+        a.send_offload(T0, &frame, &offload).unwrap();
+        a.send_offload(T0, &frame, &offload).unwrap();
+        assert_eq!(b.pending(), 2, "one slot per super-frame");
+        let mut buf = vec![0u8; offload::MAX_OFFLOAD_FRAME_LEN];
+        let (len, got) = b.recv_offload(T0, &mut buf).unwrap().unwrap();
+        assert_eq!((&buf[..len], got), (&frame[..], offload));
+
+        // A plain receiver gets the second one as wire frames, in order.
+        let mut small = [0u8; 1518];
+        for expected in &wire {
+            let len = b.recv(T0, &mut small).unwrap().unwrap();
+            assert_eq!(&small[..len], &expected[..]);
+        }
+        assert_eq!(b.recv(T0, &mut small).unwrap(), None);
+        assert_eq!(b.stats().received, 12);
+        assert_eq!(a.stats().sent, 2);
+
+        // Too small a buffer for a super-frame is refused.
+        a.send_offload(T0, &frame, &offload).unwrap();
+        let err = b.recv_offload(T0, &mut small).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+    }
+
+    #[test]
+    fn plain_link_gets_super_frames_segmented_by_the_sender() {
+        let (mut a, mut b) = MemoryLink::pair(CAPS);
+        assert_eq!(a.offloads(), Offloads::NONE);
+        let (frame, offload) = super_frame();
+        a.send_offload(T0, &frame, &offload).unwrap();
+        assert_eq!(a.stats().sent, 11);
+        let mut buf = vec![0u8; offload::MAX_OFFLOAD_FRAME_LEN];
+        for expected in offload::segment(&frame, &offload).unwrap() {
+            let (len, got) = b.recv_offload(T0, &mut buf).unwrap().unwrap();
+            assert_eq!(got, FrameOffload::NONE);
+            assert_eq!(&buf[..len], &expected[..]);
+        }
+        assert_eq!(b.pending(), 0);
+    }
+
+    #[test]
+    fn malformed_super_frames_fail_the_sender() {
+        let (mut a, b) = MemoryLink::pair_with_offloads(CAPS, 16, TSO);
+        let (frame, offload) = super_frame();
+        for bad in [&frame[..100], &frame[..10]] {
+            let err = a.send_offload(T0, bad, &offload).unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+        }
+        assert_eq!(b.pending(), 0);
     }
 
     #[test]

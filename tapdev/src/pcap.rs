@@ -11,13 +11,19 @@
 //! driver is about to sleep), when data has waited [`FLUSH_INTERVAL`], on
 //! [`PcapWriter::flush`] and on drop. Capture is a diagnostic: an I/O error on the file never
 //! fails a send or a receive; it is counted, reported once on stderr, and capture stops.
+//!
+//! Offloads pass through: the writer reports its inner device's [`Device::offloads`] and
+//! records frames as they cross it, super-frames included, as one record each (cut at
+//! [`SNAPLEN`], original length kept). That is what `tcpdump` shows on the kernel side of an
+//! offloading TAP too: large TCP packets whose partial checksum reads as "incorrect" in
+//! verbose mode. Segmenting for the capture would cost the speed offloads exist for.
 
 use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use crate::{Capabilities, Device};
+use crate::{Capabilities, Device, FrameOffload, Offloads};
 
 /// Classic pcap magic for microsecond timestamps.
 pub const PCAP_MAGIC_MICROS: u32 = 0xa1b2_c3d4;
@@ -368,6 +374,40 @@ impl<D: Device> Device for PcapWriter<D> {
     fn poll_at(&self) -> Option<Duration> {
         let flush_at = self.unflushed_since.map(|since| since + FLUSH_INTERVAL);
         [self.inner.poll_at(), flush_at].into_iter().flatten().min()
+    }
+
+    fn offloads(&self) -> Offloads {
+        self.inner.offloads()
+    }
+
+    fn recv_offload(
+        &mut self,
+        now: Duration,
+        buf: &mut [u8],
+    ) -> io::Result<Option<(usize, FrameOffload)>> {
+        let result = self.inner.recv_offload(now, buf);
+        match result {
+            Ok(Some((len, _))) => {
+                if let Some(frame) = buf.get(..len) {
+                    self.record(now, frame);
+                }
+                self.maybe_flush(now, false);
+            }
+            _ => self.maybe_flush(now, true),
+        }
+        result
+    }
+
+    fn send_offload(
+        &mut self,
+        now: Duration,
+        frame: &[u8],
+        offload: &FrameOffload,
+    ) -> io::Result<()> {
+        self.inner.send_offload(now, frame, offload)?;
+        self.record(now, frame);
+        self.maybe_flush(now, false);
+        Ok(())
     }
 }
 
