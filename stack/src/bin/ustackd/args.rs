@@ -75,6 +75,11 @@ pub struct Args {
           value_parser = clap::value_parser!(u64).range(0..=1_000_000))]
     pub busy_poll_us: u64,
 
+    /// Open the TAP with offloads (IFF_VNET_HDR): receive the kernel's TCP super-frames (up
+    /// to 64 KB per read, partial checksums completed in the daemon). Ignored with --faults.
+    #[arg(long)]
+    pub offloads: bool,
+
     /// Inject faults on the link, e.g. "seed=1,drop=0.01,tx.delay=5ms,rate=100mbit".
     #[arg(long, value_name = "SPEC")]
     pub faults: Option<String>,
