@@ -91,7 +91,14 @@ impl Driver {
         // that holds the largest.
         let offloads = self.device.offloads();
         let offload_rx = offloads.recv.tcp_v4 || offloads.recv.partial_checksum;
-        let mut super_buf = vec![0u8; if offload_rx { offloads.max_frame_len } else { 0 }];
+        let mut super_buf = vec![
+            0u8;
+            if offload_rx {
+                offloads.max_frame_len
+            } else {
+                0
+            }
+        ];
         // mio is edge-triggered: remember when the device may still hold frames.
         let mut device_backlog = true;
         // The device refused a frame last turn: retry after a pause instead of spinning.
