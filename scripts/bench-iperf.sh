@@ -14,7 +14,8 @@ bench_tag=bi
 # shellcheck source=lib/bench-setup.sh
 . scripts/lib/bench-setup.sh
 cargo build --release -q -p sockshim
-shim="env LD_PRELOAD=$PWD/$bin/libsockshim.so USTACK_SOCKET=$work/sock"
+case "$bin" in /*) ;; *) bin=$PWD/$bin ;; esac  # CARGO_TARGET_DIR may be absolute
+shim="env LD_PRELOAD=$bin/libsockshim.so USTACK_SOCKET=$work/sock"
 
 # receiver Gbit/s from iperf3 --json on stdin
 gbps() { python3 -c 'import json,sys; print("%.2f" % (json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"] / 1e9))'; }
