@@ -48,6 +48,7 @@ if [ "$quick" = 1 ]; then rounds=3 bulk_secs=2 conn_secs=1; fi
 rounds=${rounds_override:-$rounds}
 [ "$rounds" -ge 1 ] || usage
 [ "$(id -u)" -eq 0 ] || { echo "$0: run as root" >&2; exit 1; }
+scripts/install-deps.sh   # iperf3, gcc, make, ... on a fresh machine (skips what is there)
 
 # Facts about this run, taken before anything (BENCHMARKS.md itself) changes the tree.
 command="scripts/bench.sh"
