@@ -14,6 +14,7 @@ use rand::{Rng, SeedableRng};
 use ustack::tcp::config::TcpConfig;
 use ustack::tcp::connection::{RecvError, State};
 use ustack::tcp::layer::{ConnHandle, ListenerHandle, TcpLayer};
+use ustack::tcp::stats::ConnCounters;
 use ustack::time::Instant;
 
 /// Fault and shape settings of one direction of the link.
@@ -264,6 +265,11 @@ pub struct Outcome {
     pub client_retransmits: u64,
     pub server_retransmits: u64,
     pub packets: u64,
+    /// The last counters each side's connection reported before it went away.
+    pub client_counters: ConnCounters,
+    pub server_counters: ConnCounters,
+    /// When the server had read everything the client sent (None if the client sent nothing).
+    pub client_data_delivered: Option<Duration>,
 }
 
 pub struct Sim {
@@ -276,6 +282,8 @@ pub struct Sim {
     pub client_app: App,
     pub server_app: App,
     retransmits: (u64, u64),
+    counters: (ConnCounters, ConnCounters),
+    client_data_delivered: Option<Duration>,
 }
 
 impl Sim {
@@ -310,6 +318,8 @@ impl Sim {
             client_app,
             server_app,
             retransmits: (0, 0),
+            counters: Default::default(),
+            client_data_delivered: None,
         }
     }
 
@@ -326,9 +336,17 @@ impl Sim {
     fn record_retransmits(&mut self) {
         if let Some(info) = self.client_app.handle.and_then(|h| self.client.info(h)) {
             self.retransmits.0 = self.retransmits.0.max(info.counters.retransmits);
+            self.counters.0 = info.counters;
         }
         if let Some(info) = self.server_app.handle.and_then(|h| self.server.info(h)) {
             self.retransmits.1 = self.retransmits.1.max(info.counters.retransmits);
+            self.counters.1 = info.counters;
+        }
+        if self.client_data_delivered.is_none()
+            && self.client_app.to_send > 0
+            && self.server_app.received == self.client_app.to_send
+        {
+            self.client_data_delivered = Some(self.now.as_duration());
         }
     }
 
@@ -374,6 +392,9 @@ impl Sim {
                     client_retransmits: self.retransmits.0,
                     server_retransmits: self.retransmits.1,
                     packets: self.to_server.sent + self.to_client.sent,
+                    client_counters: self.counters.0,
+                    server_counters: self.counters.1,
+                    client_data_delivered: self.client_data_delivered,
                 });
             }
             let next = [

@@ -171,7 +171,7 @@ impl Connection {
         self.scoreboard.clear();
         self.rtt_probe = None;
         self.loss_probe_armed = false;
-        self.loss_probe_due = false;
+        self.loss_probe_due = None;
         self.tlp_high_seq = None;
         self.snd_nxt = self.snd_una;
         self.high_rxt = self.snd_una;
