@@ -95,7 +95,10 @@ fn unanswered_new_data_probe_is_followed_by_the_last_segment_again() {
     let info = h.conn.info();
     assert_eq!(info.unacked, 0);
     assert_eq!(info.counters.timeouts, 0);
-    assert!(info.cwnd >= cwnd_before, "no congestion response to a D-SACKed probe");
+    assert!(
+        info.cwnd >= cwnd_before,
+        "no congestion response to a D-SACKed probe"
+    );
     assert!(flight.len() >= 2);
 }
 

@@ -257,6 +257,8 @@ pub struct Connection {
     scoreboard: Scoreboard,
     /// The retransmission timer runs as the tail loss probe timeout (RFC 8985 7.2).
     loss_probe_armed: bool,
+    /// A recovery probe went out since SND.UNA last advanced (one per stretch).
+    recovery_probe_sent: bool,
     /// The PTO fired: send this loss probe at the next `poll_transmit`.
     loss_probe_due: Option<loss_probe::ProbeKind>,
     /// RFC 8985 TLP.end_seq: SND.NXT after the unanswered probe of this episode.
@@ -373,6 +375,7 @@ impl Connection {
             last_recover: None,
             scoreboard: Scoreboard::default(),
             loss_probe_armed: false,
+            recovery_probe_sent: false,
             loss_probe_due: None,
             tlp_high_seq: None,
             tlp_retransmitted: false,
