@@ -151,3 +151,85 @@ fn probe_answered_with_sack_starts_recovery_without_a_second_probe() {
     assert_eq!(info.counters.fast_recoveries, 1);
     assert_eq!(info.counters.loss_probes, 1);
 }
+
+#[test]
+fn silent_recovery_is_probed_at_snd_una_before_the_rto() {
+    // Fast recovery sent the retransmission of segment 0, then the ACKs stop: the
+    // retransmission or its ACK was lost, or the receiver holds the ACK. After a PTO the
+    // segment at SND.UNA goes out again (one probe per stretch without progress), well before
+    // the 200 ms RTO that would collapse cwnd to one segment.
+    let (mut h, mss, next) = idle_client_with_rtt_sample();
+    let s = |i: u32| next + i * mss;
+    h.now += ms(50);
+    h.conn.send(&vec![6u8; 20 * mss as usize]).unwrap();
+    let flight = h.drain();
+    assert!(flight.len() >= 8);
+    let mut sent = Vec::new();
+    for upto in 2..=4 {
+        h.input(
+            seg(TcpFlags::ACK)
+                .seq(PEER_ISS + 1)
+                .ack(next)
+                .ts(300, 0)
+                .sack(&[(s(1), s(upto))]),
+        );
+        sent.extend(h.drain());
+    }
+    assert_eq!(h.conn.info().counters.fast_recoveries, 1);
+    assert!(
+        sent.iter().any(|x| seq_of(x) == next),
+        "fast retransmission"
+    );
+    let cwnd_in_recovery = h.conn.info().cwnd;
+    let waited = h.fire_next_timer();
+    assert!(waited <= ms(5), "recovery probe after {waited:?}");
+    let probe = h.expect();
+    assert_eq!(seq_of(&probe), next, "the segment at SND.UNA again");
+    h.expect_nothing();
+    let info = h.conn.info();
+    assert_eq!(info.counters.loss_probes, 1);
+    assert_eq!(info.counters.timeouts, 0);
+    assert_eq!(info.cwnd, cwnd_in_recovery, "no collapse to one segment");
+    // Only one per stretch: if this draws nothing either, the RTO follows.
+    let waited = h.fire_next_timer();
+    assert!(waited >= ms(200), "then the RTO, after {waited:?}");
+    assert_eq!(h.conn.info().counters.timeouts, 1);
+}
+
+#[test]
+fn recovery_probe_answered_ends_recovery_without_a_timeout() {
+    let (mut h, mss, next) = idle_client_with_rtt_sample();
+    let s = |i: u32| next + i * mss;
+    h.now += ms(50);
+    h.conn.send(&vec![7u8; 8 * mss as usize]).unwrap();
+    let flight = h.drain();
+    let flight_end = flight
+        .last()
+        .map_or(0, |x| seq_of(x) + x.payload.len() as u32);
+    for upto in 2..=4 {
+        h.input(
+            seg(TcpFlags::ACK)
+                .seq(PEER_ISS + 1)
+                .ack(next)
+                .ts(300, 0)
+                .sack(&[(s(1), s(upto))]),
+        );
+        h.drain();
+    }
+    h.fire_next_timer();
+    let probe = h.expect();
+    assert_eq!(seq_of(&probe), next);
+    // The receiver had everything (it held its ACK): a D-SACK and the full ACK.
+    h.now += ms(1);
+    h.input(
+        seg(TcpFlags::ACK)
+            .seq(PEER_ISS + 1)
+            .ack(flight_end)
+            .ts(301, 0)
+            .sack(&[(next, s(1))]),
+    );
+    let info = h.conn.info();
+    assert_eq!(info.unacked, 0);
+    assert_eq!(info.counters.timeouts, 0);
+    assert!(h.conn.poll_at().is_none(), "nothing outstanding, no timer");
+}
