@@ -144,9 +144,9 @@ impl Link {
     }
 }
 
-/// A receiver that holds its ACKs of in-order data for a while, as Linux's does while its
-/// reader has not drained the queue (it then waits for its delayed-ACK timer, 40 ms or more;
-/// measured on the TAP: dozens of such stalls per 100 MB under 1% loss). Applied to the
+/// A receiver that holds its ACKs of in-order data for a while, as Linux's was measured to do
+/// on the TAP under 1% loss (no ACK for a whole flight until its delayed-ACK timer, 40 ms or
+/// more; dozens of such stalls per 100 MB). Applied to the
 /// server's pure ACKs: each one starts a hold with `probability`; during a hold the server's
 /// pure ACKs are kept back and the last one goes out when the hold ends, unless a duplicate
 /// data segment reaches the server first, which (like Linux's D-SACK answer) ends the hold at
