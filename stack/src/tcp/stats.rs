@@ -49,7 +49,8 @@ pub struct ConnCounters {
     pub timeouts: u64,
     /// Entries into fast recovery.
     pub fast_recoveries: u64,
-    /// Tail loss probes sent (RFC 8985 7).
+    /// Loss probes sent: tail loss probes (RFC 8985 7), the second probe of an episode and
+    /// probes in SACK recovery (see `connection/loss_probe.rs`).
     pub loss_probes: u64,
     /// Retransmissions found lost during recovery and sent again (RFC 8985 6.2).
     pub lost_retransmits: u64,

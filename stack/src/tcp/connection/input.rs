@@ -304,6 +304,7 @@ impl Connection {
         self.scoreboard.advance(ack);
         self.record_sack_blocks(seg);
         self.rto_count = 0;
+        self.recovery_probe_sent = false;
         self.progress_at = now;
         self.persist_backoff = 0;
         let _ = window;

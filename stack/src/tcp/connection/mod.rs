@@ -260,8 +260,10 @@ pub struct Connection {
     scoreboard: Scoreboard,
     /// The retransmission timer runs as the tail loss probe timeout (RFC 8985 7.2).
     loss_probe_armed: bool,
-    /// The PTO fired: send a loss probe at the next `poll_transmit`.
-    loss_probe_due: bool,
+    /// A recovery probe went out since SND.UNA last advanced (one per stretch).
+    recovery_probe_sent: bool,
+    /// The PTO fired: send this loss probe at the next `poll_transmit`.
+    loss_probe_due: Option<loss_probe::ProbeKind>,
     /// RFC 8985 TLP.end_seq: SND.NXT after the unanswered probe of this episode.
     tlp_high_seq: Option<SeqNumber>,
     /// That probe repeated the last segment (rather than sending new data).
@@ -376,7 +378,8 @@ impl Connection {
             last_recover: None,
             scoreboard: Scoreboard::default(),
             loss_probe_armed: false,
-            loss_probe_due: false,
+            recovery_probe_sent: false,
+            loss_probe_due: None,
             tlp_high_seq: None,
             tlp_retransmitted: false,
             syn_due: true,

@@ -3,6 +3,7 @@
 //! (RFC 1122 4.2.3.4), the congestion window and the peer's window, FIN, probes, and ACKs
 //! (delayed, immediate, window updates) with SACK blocks (RFC 2018 4).
 
+use super::loss_probe::ProbeKind;
 use super::{AckState, Connection, Segment, State};
 use crate::tcp::seq::SeqNumber;
 use crate::time::Instant;
@@ -128,15 +129,15 @@ impl Connection {
 
     /// RFC 8985 7.3, as Linux's `tcp_send_loss_probe`: once the PTO fired, one segment of new
     /// data if the peer's window takes it (cwnd does not hold a probe back), else the last
-    /// segment sent again.
+    /// segment sent again; the second probe of an episode is always the last segment again
+    /// (see `loss_probe.rs`).
     fn loss_probe_segment(&mut self, now: Instant) -> Option<Segment> {
-        if !self.loss_probe_due {
-            return None;
-        }
-        self.loss_probe_due = false;
-        if let Some(segment) = self.new_data_segment(now, true) {
-            self.on_loss_probe_sent(false);
-            return Some(segment);
+        let kind = self.loss_probe_due.take()?;
+        if kind == ProbeKind::NewDataOrLast {
+            if let Some(segment) = self.new_data_segment(now, true) {
+                self.on_loss_probe_sent(now, false);
+                return Some(segment);
+            }
         }
         let data_start = self.send_buf_seq();
         let data_end = (data_start + self.send_buf.len()).min(self.snd_max);
@@ -152,7 +153,7 @@ impl Connection {
             return None;
         }
         let segment = self.build_data_segment(now, seq, len);
-        self.on_loss_probe_sent(true);
+        self.on_loss_probe_sent(now, true);
         Some(segment)
     }
 

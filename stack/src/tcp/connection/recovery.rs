@@ -76,8 +76,10 @@ impl Connection {
             recover: self.snd_max,
         });
         self.counters.fast_recoveries += 1;
-        // Recovery has its own clock (the ACKs); the timer goes back to being the RTO.
-        self.disarm_loss_probe(now);
+        // Recovery has its own clock (the ACKs); the timer is the recovery probe's PTO, for
+        // when they stop (see `loss_probe.rs`), then the RTO.
+        self.recovery_probe_sent = false;
+        self.arm_retransmit_timer(now);
         self.high_rxt = self.snd_una;
         self.rxt_marker = None;
         self.retransmit_head = true;
@@ -171,7 +173,7 @@ impl Connection {
         self.scoreboard.clear();
         self.rtt_probe = None;
         self.loss_probe_armed = false;
-        self.loss_probe_due = false;
+        self.loss_probe_due = None;
         self.tlp_high_seq = None;
         self.snd_nxt = self.snd_una;
         self.high_rxt = self.snd_una;
