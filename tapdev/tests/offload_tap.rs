@@ -17,11 +17,14 @@
 //!   `otap0` must have counted one received packet per super-frame.
 //! - A plain `open` after an offload session gets wire frames again.
 
+mod support;
+
 use std::io::{self, Write};
 use std::net::{Shutdown, TcpStream};
 use std::os::fd::AsRawFd;
 use std::process::Command;
 use std::time::{Duration, Instant};
+use support::{is_root, Netns};
 
 use tapdev::offload::{
     complete_checksum, internet_checksum, prepare_partial_checksum, prepare_segmentation, segment,
@@ -45,93 +48,44 @@ const FAR_IP6: [u8; 16] = [0xfd, 0, 0, 0x91, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2]
 const MSS: u16 = 1460;
 const T0: Duration = Duration::ZERO;
 
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|status| {
-            let line = status.lines().find(|l| l.starts_with("Uid:"))?;
-            line.split_whitespace().nth(2).map(|euid| euid == "0")
-        })
-        .unwrap_or(false)
-}
-
-/// A uniquely named network namespace, deleted (with the TAPs inside) when dropped.
-struct Netns {
-    name: String,
-}
-
-impl Netns {
-    fn create(tag: &str) -> io::Result<Netns> {
-        let name = format!("ustk-off-{}-{tag}", std::process::id());
-        let out = Command::new("ip").args(["netns", "add", &name]).output()?;
-        if !out.status.success() {
-            return Err(io::Error::other(
-                String::from_utf8_lossy(&out.stderr).trim().to_string(),
-            ));
-        }
-        let ns = Netns { name };
-        ns.ip(&["link", "set", "lo", "up"]);
-        for (tap, v4, v6) in [
-            (TAP, "10.90.0.1/24", "fd00:90::1/64"),
-            (FAR_TAP, "10.91.0.1/24", "fd00:91::1/64"),
-        ] {
-            ns.ip(&["tuntap", "add", "dev", tap, "mode", "tap"]);
-            ns.ip(&["addr", "add", v4, "dev", tap]);
-            ns.ip(&["addr", "add", v6, "dev", tap, "nodad"]);
-            ns.ip(&["link", "set", tap, "up"]);
-        }
-        for (addr, mac, tap) in [
-            ("10.90.0.2", "02:00:00:00:0a:02", TAP),
-            ("fd00:90::2", "02:00:00:00:0a:02", TAP),
-            ("10.91.0.2", "02:00:00:00:0b:02", FAR_TAP),
-            ("fd00:91::2", "02:00:00:00:0b:02", FAR_TAP),
-        ] {
-            ns.ip(&[
-                "neigh",
-                "add",
-                addr,
-                "lladdr",
-                mac,
-                "dev",
-                tap,
-                "nud",
-                "permanent",
-            ]);
-        }
-        let out = Command::new("ip")
-            .args(["netns", "exec", &ns.name, "sysctl", "-qw"])
-            .args(["net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1"])
-            .output()?;
-        assert!(out.status.success(), "sysctl: {out:?}");
-        Ok(ns)
+/// The namespace of these tests: two TAPs with IPv4 and IPv6 addresses, static neighbours for
+/// the far ends, forwarding on.
+fn offload_namespace(tag: &str) -> io::Result<Netns> {
+    let mut ns = Netns::create(format!("ustk-off-{}-{tag}", std::process::id()))?;
+    ns.ip(&["link", "set", "lo", "up"]);
+    for (tap, v4, v6) in [
+        (TAP, "10.90.0.1/24", "fd00:90::1/64"),
+        (FAR_TAP, "10.91.0.1/24", "fd00:91::1/64"),
+    ] {
+        ns.add_tap(tap);
+        ns.ip(&["addr", "add", v4, "dev", tap]);
+        ns.ip(&["addr", "add", v6, "dev", tap, "nodad"]);
+        ns.ip(&["link", "set", tap, "up"]);
     }
-
-    fn ip(&self, args: &[&str]) {
-        let out = Command::new("ip")
-            .arg("-n")
-            .arg(&self.name)
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "ip {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+    for (addr, mac, tap) in [
+        ("10.90.0.2", "02:00:00:00:0a:02", TAP),
+        ("fd00:90::2", "02:00:00:00:0a:02", TAP),
+        ("10.91.0.2", "02:00:00:00:0b:02", FAR_TAP),
+        ("fd00:91::2", "02:00:00:00:0b:02", FAR_TAP),
+    ] {
+        ns.ip(&[
+            "neigh",
+            "add",
+            addr,
+            "lladdr",
+            mac,
+            "dev",
+            tap,
+            "nud",
+            "permanent",
+        ]);
     }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        for tap in [TAP, FAR_TAP] {
-            let _ = Command::new("ip")
-                .args(["-n", &self.name, "link", "del", tap])
-                .output();
-        }
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .output();
-    }
+    let out = Command::new("ip")
+        .args(["netns", "exec", &ns.name, "sysctl", "-qw"])
+        .args(["net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1"])
+        .output()?;
+    assert!(out.status.success(), "sysctl: {out:?}");
+    Ok(ns)
 }
 
 /// Runs `checks` inside a fresh namespace (re-running this test binary there).
@@ -145,7 +99,7 @@ fn in_namespace(test_name: &str, tag: &str, checks: fn()) {
         println!("skipped: not root");
         return;
     }
-    let ns = match Netns::create(tag) {
+    let ns = match offload_namespace(tag) {
         Ok(ns) => ns,
         Err(e) => {
             println!("skipped: cannot create a network namespace: {e}");

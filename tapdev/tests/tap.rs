@@ -5,11 +5,14 @@
 //! mounted in, so the test re-runs itself under `ip netns exec` (which also remounts /sys),
 //! exactly as the daemon is run; the parent creates and always removes the namespace.
 
+mod support;
+
 use std::collections::BTreeSet;
 use std::io;
 use std::os::fd::AsRawFd;
 use std::process::Command;
 use std::time::{Duration, Instant};
+use support::{is_root, Netns};
 
 use tapdev::tap::TapDevice;
 use tapdev::{Device, MAX_FRAME_LEN};
@@ -26,60 +29,6 @@ const OUR_MAC: [u8; 6] = [0x02, 0, 0, 0, 0x77, 0x02];
 const ECHO_ID: u16 = 0x7a7a;
 const T0: Duration = Duration::ZERO;
 
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|status| {
-            let line = status.lines().find(|l| l.starts_with("Uid:"))?;
-            // Real, effective, saved, filesystem: the effective one decides.
-            line.split_whitespace().nth(2).map(|euid| euid == "0")
-        })
-        .unwrap_or(false)
-}
-
-/// A uniquely named network namespace, deleted (with the TAP inside) when dropped.
-struct Netns {
-    name: String,
-}
-
-impl Netns {
-    fn create() -> io::Result<Netns> {
-        let name = format!("ustk-tapdev-{}", std::process::id());
-        let out = Command::new("ip").args(["netns", "add", &name]).output()?;
-        if !out.status.success() {
-            return Err(io::Error::other(
-                String::from_utf8_lossy(&out.stderr).trim().to_string(),
-            ));
-        }
-        Ok(Netns { name })
-    }
-
-    fn ip(&self, args: &[&str]) {
-        let out = Command::new("ip")
-            .arg("-n")
-            .arg(&self.name)
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "ip {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["-n", &self.name, "link", "del", TAP])
-            .output();
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .output();
-    }
-}
-
 #[test]
 fn tap_exchanges_frames_with_the_kernel() {
     if std::env::var_os(CHILD_ENV).is_some() {
@@ -91,14 +40,14 @@ fn tap_exchanges_frames_with_the_kernel() {
         println!("skipped: not root");
         return;
     }
-    let ns = match Netns::create() {
+    let mut ns = match Netns::create(format!("ustk-tapdev-{}", std::process::id())) {
         Ok(ns) => ns,
         Err(e) => {
             println!("skipped: cannot create a network namespace: {e}");
             return;
         }
     };
-    ns.ip(&["tuntap", "add", "dev", TAP, "mode", "tap"]);
+    ns.add_tap(TAP);
     ns.ip(&["addr", "add", "192.0.2.1/24", "dev", TAP]);
     ns.ip(&["link", "set", TAP, "up"]);
 
