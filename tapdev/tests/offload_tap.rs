@@ -106,21 +106,7 @@ fn in_namespace(test_name: &str, tag: &str, checks: fn()) {
             return;
         }
     };
-    let exe = std::env::current_exe().unwrap();
-    let out = Command::new("ip")
-        .args(["netns", "exec", &ns.name])
-        .arg(&exe)
-        .args([test_name, "--exact", "--nocapture", "--test-threads=1"])
-        .env(CHILD_ENV, "1")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    print!("{stdout}");
-    assert!(
-        out.status.success() && stdout.contains(DONE_MARKER),
-        "child in namespace failed:\n{stdout}\n{stderr}"
-    );
+    ns.run_test_inside(test_name, CHILD_ENV, DONE_MARKER);
 }
 
 #[test]

@@ -10,7 +10,6 @@ mod support;
 use std::collections::BTreeSet;
 use std::io;
 use std::os::fd::AsRawFd;
-use std::process::Command;
 use std::time::{Duration, Instant};
 use support::{is_root, Netns};
 
@@ -51,21 +50,7 @@ fn tap_exchanges_frames_with_the_kernel() {
     ns.ip(&["addr", "add", "192.0.2.1/24", "dev", TAP]);
     ns.ip(&["link", "set", TAP, "up"]);
 
-    let exe = std::env::current_exe().unwrap();
-    let out = Command::new("ip")
-        .args(["netns", "exec", &ns.name])
-        .arg(&exe)
-        .args([TEST_NAME, "--exact", "--nocapture", "--test-threads=1"])
-        .env(CHILD_ENV, "1")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    print!("{stdout}");
-    assert!(
-        out.status.success() && stdout.contains(DONE_MARKER),
-        "child in namespace failed:\n{stdout}\n{stderr}"
-    );
+    ns.run_test_inside(TEST_NAME, CHILD_ENV, DONE_MARKER);
 }
 
 /// The checks, run inside the namespace where `utap0` exists with the kernel at 192.0.2.1.

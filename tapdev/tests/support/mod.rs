@@ -51,6 +51,27 @@ impl Netns {
         );
     }
 
+    /// Runs `test_name` of this test binary inside the namespace, with `child_env` set so it
+    /// does the checks; it must succeed and print `done_marker` (a child that ran no test
+    /// cannot pass).
+    pub fn run_test_inside(&self, test_name: &str, child_env: &str, done_marker: &str) {
+        let exe = std::env::current_exe().unwrap();
+        let out = Command::new("ip")
+            .args(["netns", "exec", &self.name])
+            .arg(&exe)
+            .args([test_name, "--exact", "--nocapture", "--test-threads=1"])
+            .env(child_env, "1")
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        print!("{stdout}");
+        assert!(
+            out.status.success() && stdout.contains(done_marker),
+            "child in namespace failed:\n{stdout}\n{stderr}"
+        );
+    }
+
     /// A persistent TAP in the namespace, removed on drop.
     pub fn add_tap(&mut self, tap: &str) {
         self.ip(&["tuntap", "add", "dev", tap, "mode", "tap"]);
