@@ -145,12 +145,9 @@ impl Host {
                 services.poll(&mut self.tcp);
             }
             let iface = &mut self.iface;
-            self.tcp.poll_transmit(now, &mut |src, dst, segment| {
-                // A datagram that cannot be sent (no route, ARP queue full) is lost like on
-                // a wire; the interface counts the reason and TCP retransmits.
-                let _ = iface.send_ipv4(
-                    now,
-                    Ipv4Send {
+            self.tcp
+                .poll_transmit_offload(now, &mut |src, dst, segment, segmentation| {
+                    let packet = Ipv4Send {
                         src: Some(src),
                         dst,
                         protocol: IpProtocol::Tcp,
@@ -158,9 +155,14 @@ impl Host {
                         tos: IP_TOS,
                         dont_fragment: IP_DONT_FRAGMENT,
                         payload: segment,
-                    },
-                );
-            });
+                    };
+                    // A datagram that cannot be sent (no route, ARP queue full) is lost like
+                    // on a wire; the interface counts the reason and TCP retransmits.
+                    let _ = match segmentation {
+                        Some(segmentation) => iface.send_ipv4_segmented(now, packet, segmentation),
+                        None => iface.send_ipv4(now, packet),
+                    };
+                });
             let mut transports = Transports {
                 tcp: &mut self.tcp,
                 udp: &mut self.udp,
@@ -200,6 +202,12 @@ impl Host {
     /// Hands queued frames to the device; see [`Interface::transmit`].
     pub fn transmit(&mut self, send: &mut dyn FnMut(&[u8]) -> bool) {
         self.iface.transmit(send);
+    }
+
+    /// Hands queued frames to a device that segments TCP itself (for hosts whose
+    /// `TcpConfig::gso_max_payload` is set); see [`Interface::transmit_offload`].
+    pub fn transmit_offload(&mut self, send: &mut dyn FnMut(&mut [u8], Option<u16>) -> bool) {
+        self.iface.transmit_offload(send);
     }
 
     /// When `poll` should run next without new input.

@@ -38,8 +38,11 @@ counters! {
     // --- Ethernet ---
     /// Frames handed to `Interface::receive_frame`.
     frames_in,
-    /// Frames the device accepted in `Interface::transmit`.
+    /// Wire frames the device accepted in `Interface::transmit` (a TCP super-frame counts as
+    /// the segments it becomes).
     frames_out,
+    /// TCP super-frames handed to a device that segments them (`Interface::transmit_offload`).
+    tso_frames_out,
     /// Frames shorter than an Ethernet header.
     eth_truncated,
     /// Frames whose destination is neither our MAC nor broadcast (or whose source is not a

@@ -13,6 +13,7 @@ use rand::rngs::SmallRng;
 use rand::{RngCore, SeedableRng};
 use tapdev::fault::{FaultConfig, FaultInjector, Faults};
 use tapdev::memory::{MemoryEndpoint, MemoryLink};
+use tapdev::offload::prepare_segmentation;
 use tapdev::{Capabilities, Device, MAX_FRAME_LEN};
 use ustack::host::{Host, HostConfig};
 use ustack::iface::InterfaceConfig;
@@ -50,6 +51,11 @@ struct Side {
     received: Vec<u8>,
     eof: bool,
     closed: bool,
+    /// Build TCP super-segments and hand them to the link as such (segmentation offload);
+    /// the fault injector cuts them into wire frames, then applies its faults to each.
+    tso: bool,
+    /// Super-segments handed to the link.
+    super_frames: usize,
 }
 
 impl Side {
@@ -59,6 +65,7 @@ impl Side {
         link: FaultInjector<MemoryEndpoint>,
         data: Vec<u8>,
         seed: u64,
+        tso: bool,
     ) -> Side {
         let config = HostConfig {
             iface: InterfaceConfig {
@@ -70,6 +77,7 @@ impl Side {
             },
             tcp: TcpConfig {
                 time_wait: Duration::from_secs(2),
+                gso_max_payload: if tso { 65535 - 80 } else { 0 },
                 secret: seed.to_le_bytes().repeat(2).try_into().unwrap_or([7; 16]),
                 ..TcpConfig::default()
             },
@@ -86,6 +94,8 @@ impl Side {
             received: Vec::new(),
             eof: false,
             closed: false,
+            tso,
+            super_frames: 0,
         }
     }
 
@@ -102,10 +112,27 @@ impl Side {
         progress |= self.application(now);
         self.host.poll(now);
         let link = &mut self.link;
-        self.host.transmit(&mut |frame| {
-            progress = true;
-            link.send(at, frame).is_ok()
-        });
+        if self.tso {
+            let super_frames = &mut self.super_frames;
+            self.host.transmit_offload(&mut |frame, segment_size| {
+                progress = true;
+                match segment_size {
+                    Some(size) => match prepare_segmentation(frame, size) {
+                        Ok(offload) => {
+                            *super_frames += 1;
+                            link.send_offload(at, frame, &offload).is_ok()
+                        }
+                        Err(e) => panic!("the stack built a super-frame it cannot segment: {e}"),
+                    },
+                    None => link.send(at, frame).is_ok(),
+                }
+            });
+        } else {
+            self.host.transmit(&mut |frame| {
+                progress = true;
+                link.send(at, frame).is_ok()
+            });
+        }
         progress
     }
 
@@ -185,9 +212,10 @@ impl Side {
 
 struct Outcome {
     virtual_time: Instant,
+    super_frames: usize,
 }
 
-fn run(seed: u64, faults: &str, bytes: usize) -> Result<Outcome, String> {
+fn run(seed: u64, faults: &str, bytes: usize, tso: bool) -> Result<Outcome, String> {
     let mut rng = SmallRng::seed_from_u64(seed);
     let mut client_data = vec![0u8; bytes];
     let mut server_data = vec![0u8; bytes];
@@ -219,6 +247,7 @@ fn run(seed: u64, faults: &str, bytes: usize) -> Result<Outcome, String> {
         FaultInjector::new(end_a, config(1)),
         client_data.clone(),
         seed,
+        tso,
     );
     let mut server = Side::new(
         SERVER_IP,
@@ -226,6 +255,7 @@ fn run(seed: u64, faults: &str, bytes: usize) -> Result<Outcome, String> {
         FaultInjector::new(end_b, config(2)),
         server_data.clone(),
         seed ^ 0xffff,
+        tso,
     );
 
     let listen_addr = SocketAddrV4::new(SERVER_IP, PORT);
@@ -302,7 +332,10 @@ fn run(seed: u64, faults: &str, bytes: usize) -> Result<Outcome, String> {
             server.received.len()
         ));
     }
-    Ok(Outcome { virtual_time: now })
+    Ok(Outcome {
+        virtual_time: now,
+        super_frames: client.super_frames + server.super_frames,
+    })
 }
 
 /// The fault mixes: each runs for `USTACK_SIM_RUNS` seeds. Every mix has a 1 ms one-way delay
@@ -323,16 +356,39 @@ const MIXES: &[(&str, &str)] = &[
 ];
 
 fn run_mix(name: &str, faults: &str, first_seed: u64) {
+    run_mix_with(name, faults, first_seed, false);
+}
+
+/// The same mix with TCP segmentation offload on both hosts (other seeds).
+fn run_mix_tso(name: &str, faults: &str, first_seed: u64) {
+    run_mix_with(name, faults, first_seed + 500, true);
+}
+
+fn run_mix_with(name: &str, faults: &str, first_seed: u64, tso: bool) {
     let runs = env_usize("USTACK_SIM_RUNS", 25) as u64;
     let bytes = env_usize("USTACK_SIM_BYTES", 1 << 20);
     let mut slowest = Instant::ZERO;
+    let mut super_frames = 0;
+    let mode = if tso { ", TSO" } else { "" };
     for seed in first_seed..first_seed + runs {
-        match run(seed, faults, bytes) {
-            Ok(outcome) => slowest = slowest.max(outcome.virtual_time),
-            Err(e) => panic!("{name} ({faults}), seed {seed}: {e}"),
+        match run(seed, faults, bytes, tso) {
+            Ok(outcome) => {
+                slowest = slowest.max(outcome.virtual_time);
+                super_frames += outcome.super_frames;
+            }
+            Err(e) => panic!("{name}{mode} ({faults}), seed {seed}: {e}"),
         }
     }
-    println!("{name}: {runs} runs of {bytes} bytes each way, slowest took {slowest} virtual");
+    // The TSO runs must have sent super-segments, or they tested nothing new.
+    assert_eq!(
+        tso,
+        super_frames > 0,
+        "{name}{mode}: {super_frames} super-segments"
+    );
+    println!(
+        "{name}{mode}: {runs} runs of {bytes} bytes each way, slowest took {slowest} virtual, \
+         {super_frames} super-segments"
+    );
 }
 
 #[test]
@@ -373,4 +429,44 @@ fn corruption() {
 #[test]
 fn slow_lossy_link() {
     run_mix(MIXES[7].0, MIXES[7].1, 7000);
+}
+
+#[test]
+fn clean_link_tso() {
+    run_mix_tso(MIXES[0].0, MIXES[0].1, 0000);
+}
+
+#[test]
+fn loss_1_percent_tso() {
+    run_mix_tso(MIXES[1].0, MIXES[1].1, 1000);
+}
+
+#[test]
+fn loss_5_percent_tso() {
+    run_mix_tso(MIXES[2].0, MIXES[2].1, 2000);
+}
+
+#[test]
+fn loss_20_percent_tso() {
+    run_mix_tso(MIXES[3].0, MIXES[3].1, 3000);
+}
+
+#[test]
+fn reordering_tso() {
+    run_mix_tso(MIXES[4].0, MIXES[4].1, 4000);
+}
+
+#[test]
+fn duplication_tso() {
+    run_mix_tso(MIXES[5].0, MIXES[5].1, 5000);
+}
+
+#[test]
+fn corruption_tso() {
+    run_mix_tso(MIXES[6].0, MIXES[6].1, 6000);
+}
+
+#[test]
+fn slow_lossy_link_tso() {
+    run_mix_tso(MIXES[7].0, MIXES[7].1, 7000);
 }

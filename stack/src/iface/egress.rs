@@ -17,7 +17,7 @@ use super::queue::{FrameQueue, LoopbackQueue};
 use super::ratelimit::IcmpRateLimiter;
 use super::reassembly::Expired;
 use super::route::{self, Route};
-use super::{InterfaceConfig, Ipv4Send, MemoryUsage, SendError};
+use super::{InterfaceConfig, Ipv4Send, MemoryUsage, Segmentation, SendError};
 use crate::stats::Stats;
 use crate::time::Instant;
 use crate::wire::arp::{ArpOperation, ArpRepr};
@@ -143,6 +143,15 @@ impl Egress {
         self.stats.frames_out += self.tx.transmit(send);
     }
 
+    pub(crate) fn transmit_offload(
+        &mut self,
+        send: &mut dyn FnMut(&mut [u8], Option<u16>) -> bool,
+    ) {
+        let (wire, supers) = self.tx.transmit_offload(send);
+        self.stats.frames_out += wire;
+        self.stats.tso_frames_out += supers;
+    }
+
     pub(crate) fn loopback_len(&self) -> usize {
         self.loopback.len()
     }
@@ -159,16 +168,20 @@ impl Egress {
 
     // ---------------------------------------------------------------- IPv4 output
 
-    /// Sends one datagram with the given options (already padded to a multiple of 4).
+    /// Sends one datagram with the given options (already padded to a multiple of 4), or a
+    /// TCP super-segment for the device to cut (`segmentation`).
     pub(crate) fn send_ipv4(
         &mut self,
         now: Instant,
         packet: &Ipv4Send<'_>,
         options: &[u8],
+        segmentation: Option<Segmentation>,
     ) -> Result<(), SendError> {
-        let result = self.try_send_ipv4(now, packet, options);
+        let result = self.try_send_ipv4(now, packet, options, segmentation);
         match result {
-            Ok(()) => self.stats.ipv4_out += 1,
+            Ok(()) => {
+                self.stats.ipv4_out += segmentation.map_or(1, |s| u64::from(s.segments.max(1)))
+            }
             Err(SendError::NoRoute) => self.stats.ipv4_no_route += 1,
             Err(SendError::MessageTooLong { .. }) => self.stats.ipv4_fragmentation_needed += 1,
             Err(SendError::TxQueueFull) => self.stats.tx_queue_full += 1,
@@ -190,6 +203,7 @@ impl Egress {
         now: Instant,
         packet: &Ipv4Send<'_>,
         options: &[u8],
+        segmentation: Option<Segmentation>,
     ) -> Result<(), SendError> {
         // RFC 1122 3.2.1.7: "A host MUST NOT send a datagram with a Time-to-Live (TTL) value
         // of zero."
@@ -220,7 +234,8 @@ impl Egress {
         match route {
             Route::Loopback => self.send_loopback(repr, options, packet.payload),
             Route::Link { next_hop, link_dst } => {
-                self.send_link(now, repr, options, packet.payload, next_hop, link_dst)
+                let link = LinkTarget { next_hop, link_dst };
+                self.send_link(now, repr, options, packet.payload, link, segmentation)
             }
         }
     }
@@ -256,11 +271,19 @@ impl Egress {
         mut repr: Ipv4Repr,
         options: &[u8],
         payload: &[u8],
-        next_hop: Ipv4Addr,
-        link_dst: Option<EthernetAddress>,
+        link: LinkTarget,
+        segmentation: Option<Segmentation>,
     ) -> Result<(), SendError> {
+        let LinkTarget { next_hop, link_dst } = link;
         let mtu = self.config.mtu;
-        let fragmented = repr.total_len() > mtu;
+        // A super-segment only when it is larger than the MTU; one that fits is a plain frame.
+        let segmentation = segmentation.filter(|_| repr.total_len() > mtu);
+        if let Some(segmentation) = segmentation {
+            if !segments_fit(&repr, payload, segmentation, mtu) {
+                return Err(SendError::MessageTooLong { mtu });
+            }
+        }
+        let fragmented = segmentation.is_none() && repr.total_len() > mtu;
         if fragmented && repr.dont_fragment {
             return Err(SendError::MessageTooLong { mtu });
         }
@@ -270,7 +293,12 @@ impl Egress {
         } else {
             0
         };
-        let plan = FragmentPlan::new(mtu, repr.header_len, later_options_len, payload.len());
+        let plan_mtu = if segmentation.is_some() {
+            usize::MAX
+        } else {
+            mtu
+        };
+        let plan = FragmentPlan::new(plan_mtu, repr.header_len, later_options_len, payload.len());
 
         let resolution = match link_dst {
             Some(mac) => Resolution::Known(mac),
@@ -297,7 +325,15 @@ impl Egress {
             _ => EthernetAddress::UNSPECIFIED,
         };
 
-        repr.ident = self.next_ident(&repr);
+        repr.ident = match segmentation {
+            Some(s) => self.idents.next_block(
+                repr.src_addr,
+                repr.dst_addr,
+                u8::from(repr.protocol),
+                s.segments,
+            ),
+            None => self.next_ident(&repr),
+        };
         let mut frames = std::mem::take(&mut self.frames);
         for piece in plan.pieces() {
             let mut frag = repr;
@@ -339,7 +375,7 @@ impl Egress {
             Resolution::Pending { .. } => {
                 // The pending datagram keeps this allocation (a slow path): the next datagram
                 // starts a new one.
-                let datagram = PendingDatagram::new(std::mem::take(&mut frames));
+                let datagram = PendingDatagram::new(std::mem::take(&mut frames), segmentation);
                 match self.neighbors.enqueue(next_hop, datagram) {
                     Enqueued::Queued => Ok(()),
                     Enqueued::DroppedOldest(old) => {
@@ -356,13 +392,20 @@ impl Egress {
             }
             _ => {
                 for frame in frames.drain(..) {
-                    self.tx.push(frame);
+                    self.push_frame(frame, segmentation);
                 }
                 Ok(())
             }
         };
         self.frames = frames;
         result
+    }
+
+    fn push_frame(&mut self, frame: Vec<u8>, segmentation: Option<Segmentation>) {
+        match segmentation {
+            Some(s) => self.tx.push_super(frame, Some(s.segment_size), s.segments),
+            None => self.tx.push(frame),
+        };
     }
 
     fn recycle_frames(&mut self, frames: Vec<Vec<u8>>) {
@@ -454,7 +497,7 @@ impl Egress {
             }
             for mut frame in datagram.frames {
                 ethernet::set_destination(&mut frame, mac);
-                self.tx.push(frame);
+                self.push_frame(frame, datagram.segmentation);
             }
         }
     }
@@ -608,6 +651,7 @@ impl Egress {
                     payload: &buffer,
                 },
                 &[],
+                None,
             )
             .is_ok();
         if sent {
@@ -669,6 +713,29 @@ fn parse_header_fields(header: &[u8]) -> Option<Ipv4Repr> {
         header_len: slice.slice().len(),
         payload_len: 0,
     })
+}
+
+/// Where a datagram leaves on the link: the next hop and, if the route fixes it, its MAC.
+#[derive(Debug, Clone, Copy)]
+struct LinkTarget {
+    next_hop: Ipv4Addr,
+    link_dst: Option<EthernetAddress>,
+}
+
+/// Whether a TCP super-segment is what `segmentation` says: TCP, its pieces each within the
+/// MTU, and as many pieces as stated (the device numbers their IP IDs from that count).
+fn segments_fit(repr: &Ipv4Repr, tcp: &[u8], segmentation: Segmentation, mtu: usize) -> bool {
+    let size = usize::from(segmentation.segment_size);
+    let Some(tcp_header_len) = tcp.get(12).map(|offset| usize::from(offset >> 4) * 4) else {
+        return false;
+    };
+    let Some(data_len) = tcp.len().checked_sub(tcp_header_len) else {
+        return false;
+    };
+    repr.protocol == IpProtocol::Tcp
+        && size > 0
+        && repr.header_len + tcp_header_len + size <= mtu
+        && data_len.div_ceil(size) == usize::from(segmentation.segments)
 }
 
 /// How a datagram's payload is cut into fragments.

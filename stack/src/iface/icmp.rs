@@ -110,7 +110,7 @@ impl Interface {
         };
         if self
             .egress
-            .send_ipv4(now, &packet, &options[..options_len])
+            .send_ipv4(now, &packet, &options[..options_len], None)
             .is_ok()
         {
             self.egress.stats.icmp_echo_replies_out += 1;

@@ -35,6 +35,18 @@ impl IdentGenerator {
 
     /// The next identification for a datagram from `src` to `dst` carrying `protocol`.
     pub(crate) fn next(&mut self, src: Ipv4Addr, dst: Ipv4Addr, protocol: u8) -> u16 {
+        self.next_block(src, dst, protocol, 1)
+    }
+
+    /// The first of `count` consecutive identifications, for a super-frame whose segments
+    /// the device numbers ID, ID+1, ... (as Linux's `tcp_gso_segment` does).
+    pub(crate) fn next_block(
+        &mut self,
+        src: Ipv4Addr,
+        dst: Ipv4Addr,
+        protocol: u8,
+        count: u16,
+    ) -> u16 {
         let mut h = SipHasher13::new_with_keys(self.key.0, self.key.1);
         h.write(&src.octets());
         h.write(&dst.octets());
@@ -43,7 +55,7 @@ impl IdentGenerator {
         match self.counters.get_mut(bucket) {
             Some(counter) => {
                 let id = *counter;
-                *counter = counter.wrapping_add(1);
+                *counter = counter.wrapping_add(count.max(1));
                 id
             }
             None => 0,
@@ -64,6 +76,8 @@ mod tests {
         let first = ids.next(A, B, 1);
         assert_eq!(ids.next(A, B, 1), first.wrapping_add(1));
         assert_eq!(ids.next(A, B, 1), first.wrapping_add(2));
+        assert_eq!(ids.next_block(A, B, 1, 44), first.wrapping_add(3));
+        assert_eq!(ids.next(A, B, 1), first.wrapping_add(47));
     }
 
     #[test]

@@ -226,6 +226,15 @@ pub struct Ipv4Send<'a> {
     pub payload: &'a [u8],
 }
 
+/// A TCP datagram larger than the MTU that the device cuts into `segments` datagrams of
+/// `segment_size` TCP payload bytes each (segmentation offload); see
+/// [`Interface::send_ipv4_segmented`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Segmentation {
+    pub segment_size: u16,
+    pub segments: u16,
+}
+
 /// Why a datagram was not sent. Each maps onto the errno Linux gives in the same case.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SendError {
@@ -355,6 +364,14 @@ impl Interface {
         self.egress.transmit(send);
     }
 
+    /// Like [`Interface::transmit`] for a device that segments TCP itself: a super-frame from
+    /// [`Interface::send_ipv4_segmented`] comes as one frame with `Some(segment_size)` (its
+    /// TCP checksum complete; `send` may rewrite checksum fields for the device). Through
+    /// `transmit` the same frame is cut into wire frames in software.
+    pub fn transmit_offload(&mut self, send: &mut dyn FnMut(&mut [u8], Option<u16>) -> bool) {
+        self.egress.transmit_offload(send);
+    }
+
     /// Delivers the datagrams queued on the stack's own loopback (127.0.0.0/8 and our own
     /// address) before this call to `transport`.
     pub fn process_loopback(&mut self, now: Instant, transport: &mut dyn Transport) {
@@ -373,7 +390,20 @@ impl Interface {
     /// fragments if larger than the MTU, or loops back to ourselves.
     pub fn send_ipv4(&mut self, now: Instant, packet: Ipv4Send<'_>) -> Result<(), SendError> {
         self.egress.observe(now);
-        self.egress.send_ipv4(now, &packet, &[])
+        self.egress.send_ipv4(now, &packet, &[], None)
+    }
+
+    /// Sends a TCP super-segment (larger than the MTU, DF) as one frame for the device to
+    /// segment; through the loopback it is delivered whole, as the valid datagram it is. Each
+    /// segment must fit the MTU ([`SendError::MessageTooLong`] otherwise).
+    pub fn send_ipv4_segmented(
+        &mut self,
+        now: Instant,
+        packet: Ipv4Send<'_>,
+        segmentation: Segmentation,
+    ) -> Result<(), SendError> {
+        self.egress.observe(now);
+        self.egress.send_ipv4(now, &packet, &[], Some(segmentation))
     }
 
     /// The source address a datagram to `dst` would carry, `requested` being the socket's

@@ -25,7 +25,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::net::Ipv4Addr;
 
-use super::limits;
+use super::{limits, Segmentation};
 use crate::time::Instant;
 use crate::wire::EthernetAddress;
 
@@ -35,12 +35,18 @@ use crate::wire::EthernetAddress;
 pub(crate) struct PendingDatagram {
     pub(crate) frames: Vec<Vec<u8>>,
     pub(crate) bytes: usize,
+    /// For a TCP super-frame (one frame): its segment size and segment count.
+    pub(crate) segmentation: Option<Segmentation>,
 }
 
 impl PendingDatagram {
-    pub(crate) fn new(frames: Vec<Vec<u8>>) -> Self {
+    pub(crate) fn new(frames: Vec<Vec<u8>>, segmentation: Option<Segmentation>) -> Self {
         let bytes = frames.iter().map(Vec::len).sum();
-        PendingDatagram { frames, bytes }
+        PendingDatagram {
+            frames,
+            bytes,
+            segmentation,
+        }
     }
 }
 
@@ -394,7 +400,7 @@ mod tests {
     }
 
     fn datagram(len: usize) -> PendingDatagram {
-        PendingDatagram::new(vec![vec![0; len]])
+        PendingDatagram::new(vec![vec![0; len]], None)
     }
 
     fn requests(events: &[NeighborEvent]) -> usize {

@@ -42,8 +42,17 @@ impl BufferPool {
 /// Frames waiting for the device, in order.
 #[derive(Debug)]
 pub(crate) struct FrameQueue {
-    frames: VecDeque<Vec<u8>>,
+    frames: VecDeque<QueuedFrame>,
     pub(crate) pool: BufferPool,
+}
+
+/// A wire frame, or a TCP super-frame (segmentation offload) standing for `segments` wire
+/// frames of `segment_size` payload bytes each.
+#[derive(Debug)]
+struct QueuedFrame {
+    bytes: Vec<u8>,
+    segment_size: Option<u16>,
+    segments: u16,
 }
 
 impl FrameQueue {
@@ -70,8 +79,24 @@ impl FrameQueue {
     /// Queues a frame; the caller has checked `has_room`. A frame that does not fit anyway is
     /// returned to the pool and `false` returned.
     pub(crate) fn push(&mut self, frame: Vec<u8>) -> bool {
+        self.push_super(frame, None, 1)
+    }
+
+    /// Queues a frame that is a super-frame when `segment_size` is given (see [`push`]).
+    ///
+    /// [`push`]: FrameQueue::push
+    pub(crate) fn push_super(
+        &mut self,
+        frame: Vec<u8>,
+        segment_size: Option<u16>,
+        segments: u16,
+    ) -> bool {
         if self.has_room(1) {
-            self.frames.push_back(frame);
+            self.frames.push_back(QueuedFrame {
+                bytes: frame,
+                segment_size,
+                segments: if segment_size.is_some() { segments } else { 1 },
+            });
             true
         } else {
             self.pool.give(frame);
@@ -79,19 +104,67 @@ impl FrameQueue {
         }
     }
 
-    /// Offers frames to `send` in order until it refuses one. Returns how many were taken.
+    /// Offers wire frames to `send` in order until it refuses one; super-frames are cut into
+    /// their segments here first (in software). Returns how many wire frames were taken.
     pub(crate) fn transmit(&mut self, send: &mut dyn FnMut(&[u8]) -> bool) -> u64 {
         let mut sent = 0;
         while let Some(frame) = self.frames.front() {
-            if !send(frame) {
+            if let Some(size) = frame.segment_size {
+                self.split_front(size);
+                continue;
+            }
+            if !send(&frame.bytes) {
                 break;
             }
             sent += 1;
             if let Some(frame) = self.frames.pop_front() {
-                self.pool.give(frame);
+                self.pool.give(frame.bytes);
             }
         }
         sent
+    }
+
+    /// Offers frames to `send(frame, segment_size)` in order until it refuses one; a
+    /// super-frame (`segment_size` given) is for a device that segments TCP itself, and may
+    /// be changed in place (checksum fields) by `send`. Returns how many wire frames the
+    /// frames taken stand for, and how many of them were super-frames.
+    pub(crate) fn transmit_offload(
+        &mut self,
+        send: &mut dyn FnMut(&mut [u8], Option<u16>) -> bool,
+    ) -> (u64, u64) {
+        let (mut wire, mut supers) = (0, 0);
+        while let Some(frame) = self.frames.front_mut() {
+            if !send(&mut frame.bytes, frame.segment_size) {
+                break;
+            }
+            wire += u64::from(frame.segments);
+            supers += u64::from(frame.segment_size.is_some());
+            if let Some(frame) = self.frames.pop_front() {
+                self.pool.give(frame.bytes);
+            }
+        }
+        (wire, supers)
+    }
+
+    /// Replaces the super-frame at the front by its wire segments, in order. One that cannot
+    /// be segmented (the stack never builds such) is dropped.
+    fn split_front(&mut self, segment_size: u16) {
+        let Some(frame) = self.frames.pop_front() else {
+            return;
+        };
+        match tapdev::offload::segment_tcp_v4(&frame.bytes, segment_size) {
+            Ok(pieces) => {
+                for piece in pieces.into_iter().rev() {
+                    self.frames.push_front(QueuedFrame {
+                        bytes: piece,
+                        segment_size: None,
+                        segments: 1,
+                    });
+                }
+            }
+            Err(e) => tracing::debug!(%e, "super-frame dropped: cannot segment it"),
+        }
+        self.pool.give(frame.bytes);
     }
 }
 

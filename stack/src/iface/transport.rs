@@ -149,7 +149,7 @@ pub struct InterfaceTx<'a> {
 impl InterfaceTx<'_> {
     /// Same as [`Interface::send_ipv4`](super::Interface::send_ipv4).
     pub fn send_ipv4(&mut self, now: Instant, packet: Ipv4Send<'_>) -> Result<(), SendError> {
-        self.egress.send_ipv4(now, &packet, &[])
+        self.egress.send_ipv4(now, &packet, &[], None)
     }
 
     /// Same as [`Interface::confirm_reachable`](super::Interface::confirm_reachable).

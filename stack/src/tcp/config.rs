@@ -62,6 +62,9 @@ pub struct TcpConfig {
     pub keepalive_probes: u32,
     /// Ephemeral port range (`ip_local_port_range`).
     pub ephemeral_ports: core::ops::RangeInclusive<u16>,
+    /// Largest TCP payload of one super-segment the device cuts into MSS-sized segments (TCP
+    /// segmentation offload); 0 sends every segment separately. Linux's `gso_max_size`.
+    pub gso_max_payload: usize,
     /// Secret for ISNs, timestamp offsets and port selection. A configuration value so that
     /// simulations replay exactly; the daemon fills it from the OS's random source.
     pub secret: [u8; 16],
@@ -96,6 +99,7 @@ impl Default for TcpConfig {
             keepalive_interval: Duration::from_secs(75),
             keepalive_probes: 9,
             ephemeral_ports: 32768..=60999,
+            gso_max_payload: 0,
             secret: [0; 16],
         }
     }

@@ -47,6 +47,7 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::net::{Ipv4Addr, SocketAddrV4};
 
+use crate::iface::Segmentation;
 use crate::tcp::config::{SocketOptions, TcpConfig};
 use crate::tcp::connection::{
     Connection, ConnectionError, IcmpError, Readiness, RecvError, SendError, State,
@@ -58,6 +59,10 @@ use crate::tcp::stats::{TcpInfo, TcpLayerStats};
 use crate::tcp::syncookie::{self, SynCookies};
 use crate::time::Instant;
 use crate::wire::tcp::{self as wire, TcpFlags, TcpHeader, TcpParseError};
+
+/// Where [`TcpLayer::poll_transmit_offload`] hands segments: source, destination, TCP bytes
+/// and, for a super-segment, how the device is to cut it.
+pub type EmitSegment<'a> = dyn FnMut(Ipv4Addr, Ipv4Addr, &[u8], Option<Segmentation>) + 'a;
 
 /// IPv4 settings of every TCP segment, as Linux sends them: TTL 64 (`ip_default_ttl`), TOS 0,
 /// and DF set (path MTU discovery, `ip_no_pmtu_disc = 0`).
@@ -354,11 +359,21 @@ impl TcpLayer {
 
     // ----- outputs -----
 
-    /// Hands every pending segment to `emit(source, destination, tcp_bytes)`.
+    /// Hands every pending segment to `emit(source, destination, tcp_bytes)`. For a layer
+    /// without segmentation offload (`gso_max_payload` 0), where every segment is a wire
+    /// segment; see [`TcpLayer::poll_transmit_offload`].
     pub fn poll_transmit(&mut self, now: Instant, emit: &mut dyn FnMut(Ipv4Addr, Ipv4Addr, &[u8])) {
+        self.poll_transmit_offload(now, &mut |src, dst, bytes, _| emit(src, dst, bytes));
+    }
+
+    /// Hands every pending segment to `emit(source, destination, tcp_bytes, segmentation)`;
+    /// `segmentation` is given for a super-segment the device must cut into segments of the
+    /// MSS (TCP segmentation offload, [`TcpConfig::gso_max_payload`]). Its checksum is
+    /// complete, so it is also a valid datagram as it is (for the loopback).
+    pub fn poll_transmit_offload(&mut self, now: Instant, emit: &mut EmitSegment<'_>) {
         while let Some((src, dst, bytes)) = self.queued.pop_front() {
             self.stats.segments_out += 1;
-            emit(src, dst, &bytes);
+            emit(src, dst, &bytes, None);
         }
         let handles = std::mem::take(&mut self.dirty);
         let mut buf = Vec::new();
@@ -379,8 +394,18 @@ impl TcpLayer {
                         .header
                         .emit(&segment.payload, *local.ip(), *remote.ip(), &mut buf)
                 {
-                    emit(*local.ip(), *remote.ip(), buf.get(..len).unwrap_or(&[]));
-                    sent += 1;
+                    let segments = segment.wire_segments();
+                    let segmentation = segment.segment_size.map(|segment_size| Segmentation {
+                        segment_size,
+                        segments: u16::try_from(segments).unwrap_or(u16::MAX),
+                    });
+                    emit(
+                        *local.ip(),
+                        *remote.ip(),
+                        buf.get(..len).unwrap_or(&[]),
+                        segmentation,
+                    );
+                    sent += segments as u64;
                 }
             }
             self.stats.segments_out += sent;

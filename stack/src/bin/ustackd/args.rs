@@ -75,8 +75,9 @@ pub struct Args {
           value_parser = clap::value_parser!(u64).range(0..=1_000_000))]
     pub busy_poll_us: u64,
 
-    /// Open the TAP with offloads (IFF_VNET_HDR): receive the kernel's TCP super-frames (up
-    /// to 64 KB per read, partial checksums completed in the daemon). Ignored with --faults.
+    /// Open the TAP with offloads (IFF_VNET_HDR): TCP super-frames of up to 64 KB cross it
+    /// both ways (the kernel segments ours and coalesces its own), with partial checksums.
+    /// Ignored with --faults.
     #[arg(long)]
     pub offloads: bool,
 

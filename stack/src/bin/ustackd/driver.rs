@@ -12,7 +12,7 @@ use std::time::Duration;
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 use nix::sys::signalfd::SignalFd;
-use tapdev::offload::{complete_checksum, Checksum};
+use tapdev::offload::{complete_checksum, prepare_segmentation, Checksum};
 use tapdev::{Device, MAX_FRAME_LEN};
 use ustack::control::{Request, Response};
 use ustack::host::Host;
@@ -231,35 +231,29 @@ impl Driver {
 
     /// Writes every frame the stack queued; stops (keeping the rest queued) when the device is
     /// full, and then returns false. A hard device error ends the daemon: the TAP went away.
+    /// TCP super-frames go to a device that segments them itself as they are (see
+    /// `tcp_segmentation_offload`); through any other device the stack cuts them first.
     fn flush_device(&mut self, now: Duration) -> io::Result<bool> {
         let device = &mut self.device;
-        let mut failure = None;
-        let mut refused = false;
-        self.host
-            .transmit(&mut |frame| match device.send(now, frame) {
-                Ok(()) => true,
-                Err(e)
-                    if e.kind() == io::ErrorKind::WouldBlock
-                        || e.kind() == io::ErrorKind::Interrupted =>
-                {
-                    refused = true;
-                    false
-                }
-                Err(e) => {
-                    // A frame the device rejects (e.g. EINVAL on a bad size) is dropped, not retried
-                    // forever; a vanished device is fatal.
-                    if e.raw_os_error() == Some(libc::EBADFD) || e.raw_os_error() == Some(libc::EIO)
-                    {
-                        failure = Some(e);
-                        return false;
-                    }
-                    tracing::warn!("TAP write failed, frame dropped: {e}");
-                    true
-                }
+        let mut outcome = FlushOutcome::default();
+        if tcp_segmentation_offload(device.as_ref()) {
+            self.host.transmit_offload(&mut |frame, segment_size| {
+                let sent = match segment_size {
+                    Some(size) => match prepare_segmentation(frame, size) {
+                        Ok(offload) => device.send_offload(now, frame, &offload),
+                        Err(e) => Err(io::Error::new(io::ErrorKind::InvalidInput, e)),
+                    },
+                    None => device.send(now, frame),
+                };
+                outcome.accepts(sent)
             });
-        match failure {
+        } else {
+            self.host
+                .transmit(&mut |frame| outcome.accepts(device.send(now, frame)));
+        }
+        match outcome.failure {
             Some(e) => Err(io::Error::new(e.kind(), format!("writing the TAP: {e}"))),
-            None => Ok(!refused),
+            None => Ok(!outcome.refused),
         }
     }
 
@@ -272,6 +266,48 @@ impl Driver {
             (a, b) => a.or(b),
         }?;
         Some(at.saturating_sub(now))
+    }
+}
+
+/// Whether `device` takes TCP/IPv4 super-frames with a partial checksum as they are: then the
+/// stack may build them (`TcpConfig::gso_max_payload`).
+pub fn tcp_segmentation_offload(device: &dyn Device) -> bool {
+    let send = device.offloads().send;
+    send.tcp_v4 && send.partial_checksum
+}
+
+/// What happened to the frames offered to the device in one flush.
+#[derive(Default)]
+struct FlushOutcome {
+    /// The device is full: the frame stays queued for the next flush.
+    refused: bool,
+    /// The device is gone: the daemon ends.
+    failure: Option<io::Error>,
+}
+
+impl FlushOutcome {
+    /// Whether the stack may drop the frame from its queue after this send result.
+    fn accepts(&mut self, sent: io::Result<()>) -> bool {
+        match sent {
+            Ok(()) => true,
+            Err(e)
+                if e.kind() == io::ErrorKind::WouldBlock
+                    || e.kind() == io::ErrorKind::Interrupted =>
+            {
+                self.refused = true;
+                false
+            }
+            Err(e) => {
+                // A frame the device rejects (e.g. EINVAL on a bad size) is dropped, not
+                // retried forever; a vanished device is fatal.
+                if e.raw_os_error() == Some(libc::EBADFD) || e.raw_os_error() == Some(libc::EIO) {
+                    self.failure = Some(e);
+                    return false;
+                }
+                tracing::warn!("TAP write failed, frame dropped: {e}");
+                true
+            }
+        }
     }
 }
 

@@ -63,6 +63,19 @@ use timers::{Timer, Timers};
 pub struct Segment {
     pub header: TcpHeader,
     pub payload: Vec<u8>,
+    /// `Some(mss)` for a super-segment (see [`TcpConfig::gso_max_payload`]): the device sends
+    /// it as segments of `mss` payload bytes each, the last one possibly shorter.
+    pub segment_size: Option<u16>,
+}
+
+impl Segment {
+    /// How many segments this becomes on the wire.
+    pub fn wire_segments(&self) -> usize {
+        match self.segment_size {
+            Some(size) if size > 0 => self.payload.len().div_ceil(usize::from(size)).max(1),
+            _ => 1,
+        }
+    }
 }
 
 /// Why a connection failed. The socket layer maps these to errno values (given in brackets).
@@ -799,6 +812,7 @@ impl Connection {
                 options: Default::default(),
             },
             payload: Vec::new(),
+            segment_size: None,
         }
     }
 

@@ -179,8 +179,24 @@ impl Connection {
         };
         let retransmission = seq < self.snd_max;
         let mss = self.segment_payload_limit();
-        let len = available.min(mss).min(usable).min(cwnd_room);
+        let burst = if retransmission || probe {
+            mss
+        } else {
+            self.super_segment_limit(mss)
+        };
+        let len = available.min(burst).min(usable).min(cwnd_room);
         let len = self.cap_at_next_sacked(seq, len);
+        // A super-segment carries whole segments, plus a short tail only when that tail is
+        // the last of the queued data and Nagle would let it go alone (Linux's
+        // `tcp_mss_split_point`); otherwise the tail waits as a small segment would.
+        // RFC 896 as Linux applies it (Minshall's variant): a small segment waits while an
+        // earlier small segment is unacknowledged, unless NODELAY or the FIN closes the stream.
+        let nagle_ok = self.opts.nodelay || self.snd_sml <= self.snd_una || fin_pending;
+        let len = if len > mss && (len < available || !nagle_ok) {
+            len - len % mss
+        } else {
+            len
+        };
         let with_fin = fin_seq == Some(seq + len) && usable > len;
 
         if len == 0 && !with_fin {
@@ -189,10 +205,6 @@ impl Connection {
         }
         if !retransmission && !self.force_send && len < mss {
             let all_queued = len == available;
-            // RFC 896 as Linux applies it (Minshall's variant): a small segment waits while
-            // an earlier small segment is unacknowledged, unless NODELAY or the FIN closes
-            // the stream.
-            let nagle_ok = self.opts.nodelay || self.snd_sml <= self.snd_una || fin_pending;
             // RFC 1122 4.2.3.4 (c): at least half the largest window the peer offered.
             let sws_ok = self.max_snd_wnd > 0 && len >= self.max_snd_wnd / 2;
             if !((all_queued && nagle_ok) || sws_ok) {
@@ -208,10 +220,24 @@ impl Connection {
         {
             self.cc.on_idle_restart(now);
         }
-        let segment = self.build_data_segment(now, seq, len);
+        let mut segment = self.build_data_segment(now, seq, len);
+        if segment.payload.len() > mss {
+            segment.segment_size = u16::try_from(mss).ok();
+        }
         self.snd_nxt = seq + segment.payload.len() + usize::from(segment.header.flags.fin());
         self.timers.stop(super::Timer::Persist);
         Some(segment)
+    }
+
+    /// How much new data one segment may carry: the MSS, or with segmentation offload as many
+    /// whole MSS as fit in the device's super-segment. Not while SACK blocks shorten the
+    /// segments (every piece repeats the header, and the MSS would not be the piece size).
+    fn super_segment_limit(&self, mss: usize) -> usize {
+        if mss != self.smss || self.cfg.gso_max_payload < 2 * mss {
+            return mss;
+        }
+        let limit = self.cfg.gso_max_payload - self.cfg.gso_max_payload % mss;
+        limit.min(usize::from(u16::MAX) * mss)
     }
 
     /// Payload bytes that fit in the next segment: the MSS less the SACK blocks it will
@@ -286,7 +312,8 @@ impl Connection {
             flags.insert(TcpFlags::FIN);
         }
         let seq_end = end + usize::from(flags.fin());
-        if payload.len() < self.smss {
+        // The last piece of a super-segment may be the short one.
+        if payload.len() < self.smss || !payload.len().is_multiple_of(self.smss) {
             self.snd_sml = self.snd_sml.max(end);
         }
         if seq < self.snd_max {
@@ -345,7 +372,7 @@ impl Connection {
             self.unacked_bytes = 0;
             self.timers.stop(super::Timer::DelayedAck);
         }
-        self.counters.segments_out += 1;
+        self.counters.segments_out += segment.wire_segments() as u64;
         self.last_sent_at = now;
         segment
     }
