@@ -23,6 +23,7 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
+use crate::offload::{complete_checksum, Checksum};
 use crate::{Capabilities, Device, FrameOffload, Offloads};
 
 /// Classic pcap magic for microsecond timestamps.
@@ -213,6 +214,8 @@ pub struct PcapWriter<D: Device> {
     /// When the oldest unwritten record was captured.
     unflushed_since: Option<Duration>,
     stats: PcapStats,
+    /// Copy of a frame whose checksum the capture completes (see `record_offloaded`).
+    scratch: Vec<u8>,
 }
 
 impl<D: Device> PcapWriter<D> {
@@ -237,6 +240,7 @@ impl<D: Device> PcapWriter<D> {
             wallclock_at_epoch,
             unflushed_since: None,
             stats: PcapStats::default(),
+            scratch: Vec::new(),
         }
     }
 
@@ -292,6 +296,25 @@ impl<D: Device> PcapWriter<D> {
             }
             Err(e) => self.stop(e),
         }
+    }
+
+    /// Records a frame that crossed the device with `offload`. A partial checksum is
+    /// completed in the copy that is captured, so the capture shows what the wire carries
+    /// (or, for a super-frame, what its segments add up to) and tools do not report
+    /// checksum errors that are only offloading.
+    fn record_offloaded(&mut self, now: Duration, frame: &[u8], offload: &FrameOffload) {
+        if let Checksum::Partial { start, offset } = offload.checksum {
+            let mut copy = std::mem::take(&mut self.scratch);
+            copy.clear();
+            copy.extend_from_slice(frame);
+            if complete_checksum(&mut copy, start, offset).is_ok() {
+                self.record(now, &copy);
+                self.scratch = copy;
+                return;
+            }
+            self.scratch = copy;
+        }
+        self.record(now, frame);
     }
 
     /// Flushes when the device ran dry (`idle`) or data has waited long enough.
@@ -387,9 +410,9 @@ impl<D: Device> Device for PcapWriter<D> {
     ) -> io::Result<Option<(usize, FrameOffload)>> {
         let result = self.inner.recv_offload(now, buf);
         match result {
-            Ok(Some((len, _))) => {
+            Ok(Some((len, offload))) => {
                 if let Some(frame) = buf.get(..len) {
-                    self.record(now, frame);
+                    self.record_offloaded(now, frame, &offload);
                 }
                 self.maybe_flush(now, false);
             }
@@ -405,7 +428,7 @@ impl<D: Device> Device for PcapWriter<D> {
         offload: &FrameOffload,
     ) -> io::Result<()> {
         self.inner.send_offload(now, frame, offload)?;
-        self.record(now, frame);
+        self.record_offloaded(now, frame, offload);
         self.maybe_flush(now, false);
         Ok(())
     }

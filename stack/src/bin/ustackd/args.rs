@@ -75,11 +75,15 @@ pub struct Args {
           value_parser = clap::value_parser!(u64).range(0..=1_000_000))]
     pub busy_poll_us: u64,
 
-    /// Open the TAP with offloads (IFF_VNET_HDR): TCP super-frames of up to 64 KB cross it
-    /// both ways (the kernel segments ours and coalesces its own), with partial checksums.
-    /// Ignored with --faults.
-    #[arg(long)]
+    /// Open the TAP with offloads (IFF_VNET_HDR), the default: TCP super-frames of up to
+    /// 64 KB cross it both ways (the kernel segments ours and coalesces its own), with partial
+    /// checksums. Off with --faults, which works on wire frames.
+    #[arg(long, overrides_with = "no_offloads")]
     pub offloads: bool,
+
+    /// Plain wire frames only, one system call per frame (no IFF_VNET_HDR).
+    #[arg(long)]
+    pub no_offloads: bool,
 
     /// Inject faults on the link, e.g. "seed=1,drop=0.01,tx.delay=5ms,rate=100mbit".
     #[arg(long, value_name = "SPEC")]

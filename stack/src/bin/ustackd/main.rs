@@ -64,11 +64,15 @@ fn run(args: Args) -> Result<(), String> {
     let clock = Clock::new();
     // With offloads, 64 KB TCP super-frames cross the TAP both ways (one system call instead
     // of ~44), with partial checksums. Faults apply per wire frame, so the fault injector
-    // turns them off (it reports none).
-    let tap = if args.offloads {
-        TapDevice::open_with_offloads(&args.tap)
-    } else {
+    // turns them off (it reports none). A kernel that refuses them leaves plain frames.
+    let tap = if args.no_offloads || args.faults.is_some() {
         TapDevice::open(&args.tap)
+    } else {
+        // If the plain open fails too, its error (missing TAP, busy, ...) is the one to show.
+        TapDevice::open_with_offloads(&args.tap).or_else(|offload_error| {
+            TapDevice::open(&args.tap)
+                .inspect(|_| tracing::warn!("{offload_error}; using plain frames"))
+        })
     }
     .map_err(|e| e.to_string())?;
     let device_fd = std::os::fd::AsRawFd::as_raw_fd(&tap);
