@@ -86,7 +86,8 @@ impl Transport for Transports<'_> {
         let rejected =
             |s: &crate::tcp::stats::TcpLayerStats| s.bad_checksum + s.malformed + s.no_socket;
         let rejected_before = rejected(self.tcp.stats());
-        self.tcp.receive(now, ip.src, ip.dst, segment);
+        self.tcp
+            .receive_segment(now, ip.src, ip.dst, segment, ip.checksum_trusted);
         // A segment a connection accepted shows the path to its sender works.
         if rejected(self.tcp.stats()) == rejected_before {
             tx.confirm_reachable(now, ip.src);
@@ -131,6 +132,18 @@ impl Host {
             delivered: 0,
         };
         self.iface.receive_frame(now, frame, &mut transports);
+    }
+
+    /// A frame whose transport checksum the device vouches for; see
+    /// [`Interface::receive_frame_verified`].
+    pub fn receive_frame_verified(&mut self, now: Instant, frame: &[u8]) {
+        let mut transports = Transports {
+            tcp: &mut self.tcp,
+            udp: &mut self.udp,
+            delivered: 0,
+        };
+        self.iface
+            .receive_frame_verified(now, frame, &mut transports);
     }
 
     /// Runs everything that is due and moves transport output into IPv4.

@@ -168,15 +168,37 @@ fn segmentation_must_fit_the_mtu_and_match_the_data() {
 }
 
 #[test]
-fn a_super_segment_that_fits_the_mtu_is_a_plain_frame() {
+fn a_super_segment_that_fits_the_mtu_still_goes_to_the_device() {
+    // Two segments of a small MSS fit one MTU; the device still cuts them, and computes the
+    // checksum TCP left to it.
     let mut iface = host_knowing_peer();
     let segment = tcp_segment(PEER_IP, 900);
+    let small = Segmentation {
+        segment_size: 500,
+        segments: 2,
+    };
     iface
-        .send_ipv4_segmented(Instant::ZERO, packet(PEER_IP, &segment), segmentation(1))
+        .send_ipv4_segmented(Instant::ZERO, packet(PEER_IP, &segment), small)
         .unwrap();
     let frames = drain_offload(&mut iface);
     assert_eq!(frames.len(), 1);
-    assert_eq!(frames[0].1, None);
+    assert_eq!(frames[0].1, Some(500));
+}
+
+#[test]
+fn software_segmentation_computes_the_checksums_tcp_left_out() {
+    let mut iface = host_knowing_peer();
+    let mut segment = tcp_segment(PEER_IP, 2500);
+    segment[16..18].copy_from_slice(&[0, 0]);
+    iface
+        .send_ipv4_segmented(Instant::ZERO, packet(PEER_IP, &segment), segmentation(3))
+        .unwrap();
+    let frames = drain(&mut iface);
+    assert_eq!(frames.len(), 3);
+    for frame in &frames {
+        let tcp = TcpPacket::new_checked(ip(frame).payload).unwrap();
+        assert!(tcp.verify_checksum(HOST_IP, PEER_IP));
+    }
 }
 
 #[test]

@@ -276,8 +276,8 @@ impl Egress {
     ) -> Result<(), SendError> {
         let LinkTarget { next_hop, link_dst } = link;
         let mtu = self.config.mtu;
-        // A super-segment only when it is larger than the MTU; one that fits is a plain frame.
-        let segmentation = segmentation.filter(|_| repr.total_len() > mtu);
+        // Even a super-segment that fits the MTU goes to the device as one: its checksum is
+        // left for the device to compute.
         if let Some(segmentation) = segmentation {
             if !segments_fit(&repr, payload, segmentation, mtu) {
                 return Err(SendError::MessageTooLong { mtu });

@@ -20,7 +20,11 @@ use crate::wire::{EtherType, EthernetRepr, IpProtocol};
 pub(crate) enum Arrival {
     /// From the device, in a frame sent to our MAC (`link_broadcast` false) or to a group
     /// address.
-    Link { link_broadcast: bool },
+    Link {
+        link_broadcast: bool,
+        /// The device vouched for the transport checksum.
+        checksum_trusted: bool,
+    },
     /// From the stack's own loopback.
     Loopback,
 }
@@ -59,6 +63,7 @@ impl Interface {
         &mut self,
         now: Instant,
         frame: &[u8],
+        checksum_trusted: bool,
         transport: &mut dyn Transport,
     ) {
         let our_mac = self.egress.config().mac;
@@ -78,6 +83,7 @@ impl Interface {
             EtherType::Ipv4 => {
                 let arrival = Arrival::Link {
                     link_broadcast: eth.dst.is_multicast(),
+                    checksum_trusted,
                 };
                 self.ipv4_input(now, payload, arrival, transport);
             }
@@ -202,7 +208,7 @@ impl Interface {
                 }
                 (false, false)
             }
-            Arrival::Link { link_broadcast } => {
+            Arrival::Link { link_broadcast, .. } => {
                 let dst = repr.dst_addr;
                 let broadcast = config.is_broadcast(dst);
                 if is_martian_source(&config, repr.src_addr, broadcast) {
@@ -242,6 +248,12 @@ impl Interface {
             broadcast,
             loopback: arrival == Arrival::Loopback,
             reassembled: false,
+            checksum_trusted: match arrival {
+                Arrival::Link {
+                    checksum_trusted, ..
+                } => checksum_trusted,
+                Arrival::Loopback => true,
+            },
         };
         if !repr.is_fragment() {
             let inbound = Inbound {
@@ -273,6 +285,8 @@ impl Interface {
         let inbound = Inbound {
             meta: Ipv4Meta {
                 reassembled: true,
+                // Only whole datagrams come with the device's word for their checksum.
+                checksum_trusted: meta.loopback,
                 ..meta
             },
             repr: whole_repr,
@@ -311,7 +325,12 @@ impl Interface {
         let stats = &mut self.egress.stats;
         stats.udp_in += 1;
         let meta = &inbound.meta;
-        let datagram = match UdpRepr::parse(inbound.payload, meta.src, meta.dst) {
+        let parsed = if meta.checksum_trusted {
+            UdpRepr::parse_trusted(inbound.payload)
+        } else {
+            UdpRepr::parse(inbound.payload, meta.src, meta.dst)
+        };
+        let datagram = match parsed {
             Ok((_, datagram)) => datagram,
             Err(error) => {
                 match error {

@@ -326,7 +326,22 @@ impl Interface {
     /// Processes one Ethernet frame from the device. Never panics, whatever the bytes.
     pub fn receive_frame(&mut self, now: Instant, frame: &[u8], transport: &mut dyn Transport) {
         self.egress.observe(now);
-        self.ethernet_input(now, frame, transport);
+        self.ethernet_input(now, frame, false, transport);
+    }
+
+    /// Like [`Interface::receive_frame`] for a frame whose transport checksum the device
+    /// vouches for: an offloading TAP hands over data from kernel memory with the checksum
+    /// left to do (it never crossed a wire), or says the kernel verified it. Linux treats
+    /// such packets as checked too (`CHECKSUM_PARTIAL`/`CHECKSUM_UNNECESSARY`); the IPv4
+    /// header checksum is still verified.
+    pub fn receive_frame_verified(
+        &mut self,
+        now: Instant,
+        frame: &[u8],
+        transport: &mut dyn Transport,
+    ) {
+        self.egress.observe(now);
+        self.ethernet_input(now, frame, true, transport);
     }
 
     /// Runs the timers that are due: ARP retries, resolution failures (which send ICMP host
@@ -365,9 +380,9 @@ impl Interface {
     }
 
     /// Like [`Interface::transmit`] for a device that segments TCP itself: a super-frame from
-    /// [`Interface::send_ipv4_segmented`] comes as one frame with `Some(segment_size)` (its
-    /// TCP checksum complete; `send` may rewrite checksum fields for the device). Through
-    /// `transmit` the same frame is cut into wire frames in software.
+    /// [`Interface::send_ipv4_segmented`] comes as one frame with `Some(segment_size)`, for
+    /// the device to cut and checksum (`send` may rewrite checksum fields for the device).
+    /// Through `transmit` the same frame is cut and checksummed in software.
     pub fn transmit_offload(&mut self, send: &mut dyn FnMut(&mut [u8], Option<u16>) -> bool) {
         self.egress.transmit_offload(send);
     }
@@ -393,9 +408,11 @@ impl Interface {
         self.egress.send_ipv4(now, &packet, &[], None)
     }
 
-    /// Sends a TCP super-segment (larger than the MTU, DF) as one frame for the device to
-    /// segment; through the loopback it is delivered whole, as the valid datagram it is. Each
-    /// segment must fit the MTU ([`SendError::MessageTooLong`] otherwise).
+    /// Sends a TCP super-segment as one frame for the device to segment and checksum (its TCP
+    /// checksum field may be anything: the device, or the software segmentation in
+    /// [`Interface::transmit`], computes each segment's). Through the loopback it is
+    /// delivered whole, and not verified there. Each segment must fit the MTU
+    /// ([`SendError::MessageTooLong`] otherwise).
     pub fn send_ipv4_segmented(
         &mut self,
         now: Instant,

@@ -23,6 +23,11 @@ pub struct Ipv4Meta {
     pub loopback: bool,
     /// Was put together from fragments.
     pub reassembled: bool,
+    /// The transport checksum needs no verification: the datagram came from the stack's own
+    /// loopback, or the device vouched for it (see [`Interface::receive_frame_verified`]).
+    ///
+    /// [`Interface::receive_frame_verified`]: super::Interface::receive_frame_verified
+    pub checksum_trusted: bool,
 }
 
 /// The ICMP errors handed to transports.

@@ -246,6 +246,15 @@ impl SendBuffer {
         copy_slices(first, second, dst)
     }
 
+    /// Appends up to `len` bytes from `offset` on to `out`; returns how many (no zero-filled
+    /// buffer to copy into first).
+    pub fn append_to(&self, offset: usize, len: usize, out: &mut Vec<u8>) -> usize {
+        let (first, second) = self.ring.slices(offset, len);
+        out.extend_from_slice(first);
+        out.extend_from_slice(second);
+        first.len() + second.len()
+    }
+
     /// Drops `n` acknowledged bytes from the front (at most `len()`).
     pub fn ack(&mut self, n: usize) {
         self.ring.advance(n);

@@ -202,6 +202,8 @@ pub struct TcpLayer {
     source_address: Option<Ipv4Addr>,
     /// Segments the layer itself sends (RSTs for no socket): source, destination, bytes.
     queued: VecDeque<(Ipv4Addr, Ipv4Addr, Vec<u8>)>,
+    /// Scratch for building segments in `poll_transmit_offload`.
+    segment_buf: Vec<u8>,
     /// Connections whose readiness may have changed, and listeners with new connections;
     /// each at most once (flags in the entries), so these never outgrow the tables.
     changed: Vec<ConnHandle>,
@@ -227,6 +229,7 @@ impl TcpLayer {
             by_listen_addr: HashMap::new(),
             source_address: None,
             queued: VecDeque::new(),
+            segment_buf: Vec::new(),
             changed: Vec::new(),
             acceptable: Vec::new(),
             dirty: Vec::new(),
@@ -252,8 +255,26 @@ impl TcpLayer {
 
     /// A TCP segment from `src` to `dst` (the IPv4 payload).
     pub fn receive(&mut self, now: Instant, src: Ipv4Addr, dst: Ipv4Addr, segment: &[u8]) {
+        self.receive_segment(now, src, dst, segment, false);
+    }
+
+    /// Like [`TcpLayer::receive`]; with `checksum_trusted` the checksum is not computed
+    /// again (see `Ipv4Meta::checksum_trusted`).
+    pub fn receive_segment(
+        &mut self,
+        now: Instant,
+        src: Ipv4Addr,
+        dst: Ipv4Addr,
+        segment: &[u8],
+        checksum_trusted: bool,
+    ) {
         self.stats.segments_in += 1;
-        let (header, payload) = match TcpHeader::parse(segment, src, dst) {
+        let parsed = if checksum_trusted {
+            TcpHeader::parse_trusted(segment)
+        } else {
+            TcpHeader::parse(segment, src, dst)
+        };
+        let (header, payload) = match parsed {
             Ok(parsed) => parsed,
             Err(TcpParseError::BadChecksum) => {
                 self.stats.bad_checksum += 1;
@@ -368,15 +389,17 @@ impl TcpLayer {
 
     /// Hands every pending segment to `emit(source, destination, tcp_bytes, segmentation)`;
     /// `segmentation` is given for a super-segment the device must cut into segments of the
-    /// MSS (TCP segmentation offload, [`TcpConfig::gso_max_payload`]). Its checksum is
-    /// complete, so it is also a valid datagram as it is (for the loopback).
+    /// MSS (TCP segmentation offload, [`TcpConfig::gso_max_payload`]). Its checksum field is
+    /// left 0 for the device (or the software segmentation) to fill in; through the stack's
+    /// loopback, where checksums are not verified, it arrives as it is.
     pub fn poll_transmit_offload(&mut self, now: Instant, emit: &mut EmitSegment<'_>) {
         while let Some((src, dst, bytes)) = self.queued.pop_front() {
             self.stats.segments_out += 1;
             emit(src, dst, &bytes, None);
         }
         let handles = std::mem::take(&mut self.dirty);
-        let mut buf = Vec::new();
+        // Kept between calls and never shrunk, so building a segment does not zero memory.
+        let mut buf = std::mem::take(&mut self.segment_buf);
         for handle in handles {
             if let Some(entry) = self.entry_mut(handle) {
                 entry.dirty = false;
@@ -388,12 +411,22 @@ impl TcpLayer {
             let (local, remote) = (entry.conn.local(), entry.conn.remote());
             let mut sent = 0u64;
             while let Some(segment) = entry.conn.poll_transmit(now) {
-                buf.resize(segment.header.header_len() + segment.payload.len(), 0);
-                if let Ok(len) =
+                let needed = segment.header.header_len() + segment.payload.len();
+                if buf.len() < needed {
+                    buf.resize(needed, 0);
+                }
+                // A super-segment's checksum is the device's to compute (or the software
+                // segmentation's, or nobody's on the loopback): see `poll_transmit_offload`.
+                let written = if segment.segment_size.is_some() {
+                    segment
+                        .header
+                        .emit_unchecksummed(&segment.payload, &mut buf)
+                } else {
                     segment
                         .header
                         .emit(&segment.payload, *local.ip(), *remote.ip(), &mut buf)
-                {
+                };
+                if let Ok(len) = written {
                     let segments = segment.wire_segments();
                     let segmentation = segment.segment_size.map(|segment_size| Segmentation {
                         segment_size,
@@ -411,6 +444,7 @@ impl TcpLayer {
             self.stats.segments_out += sent;
             self.settle(handle);
         }
+        self.segment_buf = buf;
         self.drop_stale_timers();
     }
 

@@ -487,6 +487,16 @@ impl TcpHeader {
         ))
     }
 
+    /// Like [`TcpHeader::parse`] without the checksum, for a segment whose checksum is known
+    /// good (see `Ipv4Meta::checksum_trusted`).
+    pub fn parse_trusted(segment: &[u8]) -> Result<(TcpHeader, &[u8]), TcpParseError> {
+        let packet = TcpPacket::new_checked(segment)?;
+        Ok((
+            Self::from_packet(&packet),
+            packet_payload(segment, packet.header_len()),
+        ))
+    }
+
     /// Reads the header fields of an already checked packet (no checksum verification).
     pub fn from_packet<T: AsRef<[u8]>>(packet: &TcpPacket<T>) -> TcpHeader {
         TcpHeader {
@@ -520,6 +530,23 @@ impl TcpHeader {
         dst: Ipv4Addr,
         out: &mut [u8],
     ) -> Result<usize, BufferTooSmall> {
+        let total = self.emit_unchecksummed(payload, out)?;
+        let out = out.get_mut(..total).ok_or(BufferTooSmall)?;
+        let sum = checksum::transport_checksum(src, dst, PROTOCOL, out);
+        out.get_mut(field::CHECKSUM)
+            .ok_or(BufferTooSmall)?
+            .copy_from_slice(&sum.to_be_bytes());
+        Ok(total)
+    }
+
+    /// Like [`TcpHeader::emit`] with the checksum field left 0, for a segment whose checksum
+    /// the device computes (segmentation offload, or the software segmentation standing in
+    /// for it) or nobody verifies (the stack's own loopback).
+    pub fn emit_unchecksummed(
+        &self,
+        payload: &[u8],
+        out: &mut [u8],
+    ) -> Result<usize, BufferTooSmall> {
         let header_len = self.header_len();
         if header_len > HEADER_LEN + MAX_OPTIONS_LEN {
             return Err(BufferTooSmall);
@@ -539,10 +566,6 @@ impl TcpHeader {
         writer.put(&self.urgent.to_be_bytes())?;
         self.options.emit(options)?;
         body.copy_from_slice(payload);
-        let sum = checksum::transport_checksum(src, dst, PROTOCOL, out);
-        out.get_mut(field::CHECKSUM)
-            .ok_or(BufferTooSmall)?
-            .copy_from_slice(&sum.to_be_bytes());
         Ok(total)
     }
 

@@ -298,10 +298,9 @@ impl Connection {
     /// A data (and/or FIN) segment covering `[seq, seq + len)`: payload, flags, counters,
     /// RTT timing and the retransmission timer. Callers move SND.NXT / HighRxt.
     fn build_data_segment(&mut self, now: Instant, seq: SeqNumber, len: usize) -> Segment {
-        let mut payload = vec![0; len];
+        let mut payload = Vec::with_capacity(len);
         let offset = seq.since(self.send_buf_seq());
-        let copied = self.send_buf.copy_out(offset, &mut payload);
-        payload.truncate(copied);
+        self.send_buf.append_to(offset, len, &mut payload);
         let end = seq + payload.len();
         let data_end = self.send_buf_seq() + self.send_buf.len();
         let mut flags = TcpFlags::ACK;
